@@ -1,0 +1,57 @@
+"""Optical-flow backends.
+
+The paper computes flow with FlowNet 2.0 (section 3.1). Our CPU default is OpenCV's DIS
+(Kroeger et al. 2016); a learned backend can be added by satisfying :class:`FlowBackend`.
+
+A flow field is a float32 array (H, W, 2): ``flow[y, x] = (dx, dy)``, the displacement of
+pixel (x, y) of the first frame into the second.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import cv2
+import numpy as np
+
+from .config import FlowConfig
+
+
+class FlowBackend(Protocol):
+    """What the miner needs from a flow method: batched pairs of RGB frames in, flows out."""
+
+    name: str
+
+    def flows(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """Flow from the first to the second frame of each pair, (H, W, 2) float32."""
+        ...
+
+
+def to_gray(frame_rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY) if frame_rgb.ndim == 3 else frame_rgb
+
+
+class DISFlow:
+    """OpenCV DIS optical flow on grey frames (presets: ultrafast, fast, medium)."""
+
+    _PRESETS = {
+        "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+        "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+        "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+    }
+
+    def __init__(self, preset: str = "medium", threads: int | None = None):
+        self.name = f"dis-{preset}"
+        self._dis = cv2.DISOpticalFlow_create(self._PRESETS[preset])
+        if threads is not None:
+            cv2.setNumThreads(threads)
+
+    def flows(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        return [self._dis.calc(to_gray(a), to_gray(b), None) for a, b in pairs]
+
+
+def make_flow_backend(config: FlowConfig) -> FlowBackend:
+    """The backend named by the config (the one place a backend is chosen)."""
+    if config.backend == "dis":
+        return DISFlow(config.dis_preset, config.threads)
+    raise ValueError(f"unknown flow backend {config.backend!r}")

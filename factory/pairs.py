@@ -1,0 +1,173 @@
+"""Relative depth pair extraction, DynOcc sections 3.3-3.4.
+
+Labels in, pairs out. For each boundary pixel p of a kept segment, with s the unit vector
+pointing into the foreground:
+
+* background point p_b = p − r_b·s, r_b random in [min_distance, 30] (paper: within 30 px),
+  accepted only if it shares the background side's flow ("same-flow acceptance", resampled up
+  to ``tries`` times, paper);
+* foreground point p_f = p + r_f·s, r_f random in [min_distance, 7] (paper: within 7 px),
+  accepted only if it shares the foreground side's flow;
+* one ordered pair (p, p_b) with p closer, one equal pair (p, p_f) (paper).
+
+Ours, because DIS spreads the occluder's motion 3-8 px into the background so that p itself is
+often on the background side: p is replaced by an *anchor* pushed ``anchor_offset`` px into the
+foreground, the side motions are read ``side_flow_offset`` px out (beyond the bleed), and every
+point must pass a photometric side test (:func:`matches_motion`): its patch, moved by its own
+side's motion, must match the nearby frame clearly better than when moved by the other side's.
+A foreground point (anchor, p_f) must pass in both nearby frames; a background point in at least
+one (near the edge it may be hidden in the other).
+
+Output convention (schema v1): ordinal +1 = A closer than B. Half of the ordered pairs are
+stored as (p_b, p, −1) so that the ordinals are balanced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .config import PairConfig, VoteConfig
+from .sampling import inside, sample
+from .vote import BoundaryPixels
+
+_PATCH = np.array([(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], np.float32)
+
+
+@dataclass(frozen=True)
+class PairSet:
+    """Pairs of one frame in schema-v1 terms (+1: A closer)."""
+
+    ya: np.ndarray  # int16
+    xa: np.ndarray
+    yb: np.ndarray
+    xb: np.ndarray
+    ordinal: np.ndarray  # int8
+
+    def __len__(self) -> int:
+        return len(self.ordinal)
+
+    @staticmethod
+    def empty() -> "PairSet":
+        z = np.zeros(0, np.int16)
+        return PairSet(z, z, z, z, np.zeros(0, np.int8))
+
+
+@dataclass(frozen=True)
+class FrameContext:
+    """Frame t as grey float32, its two neighbours, and the flows to them."""
+
+    gray: np.ndarray
+    neighbours: tuple[np.ndarray, ...]  # grey float32 frames t−b, t+b
+    flows: tuple[np.ndarray, ...]  # F from t to each neighbour
+
+    def blurred(self, sigma: float = 1.0):
+        """(grey t, grey neighbours, flows) with the grey images blurred, for per-pixel photometric tests."""
+        blur = lambda g: cv2.GaussianBlur(g, (0, 0), sigma)  # noqa: E731
+        return blur(self.gray), tuple(blur(n) for n in self.neighbours), self.flows
+
+
+def patch_error(ctx: FrameContext, which: int, x: np.ndarray, y: np.ndarray, motion: np.ndarray) -> np.ndarray:
+    """Mean absolute grey difference of the 3×3 patch at (x, y) in t and at (x, y) + motion in neighbour ``which``."""
+    px = x[:, None] + _PATCH[None, :, 0]
+    py = y[:, None] + _PATCH[None, :, 1]
+    here = sample(ctx.gray, px, py)
+    there = sample(ctx.neighbours[which], px + motion[:, 0:1], py + motion[:, 1:2])
+    return np.abs(here - there).mean(axis=1)
+
+
+def matches_motion(ctx, which, x, y, own, other, vote: VoteConfig) -> np.ndarray:
+    """Photometric side test: the point moves with ``own`` and clearly not with ``other``."""
+    e_own = patch_error(ctx, which, x, y, own)
+    e_other = patch_error(ctx, which, x, y, other)
+    return (e_own <= vote.photometric_max_error) & (e_own < vote.photometric_margin * e_other)
+
+
+def same_flow(ctx: FrameContext, x, y, motions: list[np.ndarray], tol: float) -> np.ndarray:
+    """The paper's acceptance test: the flow at (x, y) equals the side's motion in every neighbour."""
+    ok = np.ones(len(x), bool)
+    for flow, motion in zip(ctx.flows, motions):
+        ok &= np.linalg.norm(sample(flow, x, y) - motion, axis=1) <= tol
+    return ok
+
+
+def _search(ctx, x0, y0, sx, sy, lo, hi, tries, rng, test) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random offsets along (sx, sy) until ``test`` passes; returns x, y, found (vectorised over points)."""
+    n = len(x0)
+    bx, by, found = np.zeros(n, np.float32), np.zeros(n, np.float32), np.zeros(n, bool)
+    for _ in range(tries):
+        todo = np.nonzero(~found)[0]
+        if len(todo) == 0:
+            break
+        r = rng.uniform(lo, hi, len(todo)).astype(np.float32)
+        cx = np.rint(x0[todo] + r * sx[todo])
+        cy = np.rint(y0[todo] + r * sy[todo])
+        ok = test(todo, cx, cy)
+        bx[todo[ok]], by[todo[ok]], found[todo[ok]] = cx[ok], cy[ok], True
+    return bx, by, found
+
+
+def extract_pairs(
+    pixels: BoundaryPixels,
+    segment_label: np.ndarray,
+    ctx: FrameContext,
+    pair_cfg: PairConfig,
+    vote_cfg: VoteConfig,
+    rng: np.random.Generator,
+) -> PairSet:
+    """Ordered and equal pairs for the boundary pixels of segments with a foreground side."""
+    side = segment_label[pixels.segment].astype(np.float32) if len(pixels) else np.zeros(0, np.float32)
+    keep = np.nonzero(side != 0)[0]
+    if pair_cfg.max_pairs_per_frame and len(keep) > pair_cfg.max_pairs_per_frame:
+        keep = np.sort(rng.choice(keep, pair_cfg.max_pairs_per_frame, replace=False))
+    if len(keep) == 0:
+        return PairSet.empty()
+    h, w = ctx.gray.shape
+    x = pixels.xs[keep].astype(np.float32)
+    y = pixels.ys[keep].astype(np.float32)
+    sx = pixels.normal_x[keep] * side[keep]  # into the foreground
+    sy = pixels.normal_y[keep] * side[keep]
+
+    # Side motions, read beyond the bleed of the flow across the edge.
+    R = vote_cfg.side_flow_offset
+    fg = [sample(f, x + R * sx, y + R * sy) for f in ctx.flows]
+    bg = [sample(f, x - R * sx, y - R * sy) for f in ctx.flows]
+    separable = np.max([np.linalg.norm(a - b, axis=1) for a, b in zip(fg, bg)], axis=0) >= vote_cfg.min_motion_difference
+
+    # A point passes when it, and the point ``point_margin`` px nearer the boundary, move with its side.
+    m = pair_cfg.point_margin
+
+    def foreground_ok(idx, cx, cy):
+        ok = inside(cx, cy, w, h, 2) & same_flow(ctx, cx, cy, [f[idx] for f in fg], pair_cfg.same_flow_tolerance)
+        for qx, qy in ((cx, cy), (cx - m * sx[idx], cy - m * sy[idx])):
+            for k in range(len(ctx.flows)):
+                ok &= matches_motion(ctx, k, qx, qy, fg[k][idx], bg[k][idx], vote_cfg)
+        return ok
+
+    def background_ok(idx, cx, cy):
+        ok = inside(cx, cy, w, h, 2) & same_flow(ctx, cx, cy, [f[idx] for f in bg], pair_cfg.same_flow_tolerance)
+        for qx, qy in ((cx, cy), (cx + m * sx[idx], cy + m * sy[idx])):
+            seen = np.zeros(len(idx), bool)
+            for k in range(len(ctx.flows)):
+                seen |= matches_motion(ctx, k, qx, qy, bg[k][idx], fg[k][idx], vote_cfg)
+            ok &= seen
+        return ok
+
+    a = pair_cfg.anchor_offset
+    ax, ay, a_ok = _search(ctx, x, y, sx, sy, a, a + 4.0, pair_cfg.tries, rng, foreground_ok)
+    bx, by, b_ok = _search(ctx, x, y, -sx, -sy, pair_cfg.min_distance, pair_cfg.background_max_distance,
+                           pair_cfg.tries, rng, background_ok)
+    fx, fy, f_ok = _search(ctx, x, y, sx, sy, pair_cfg.min_distance, pair_cfg.foreground_max_distance,
+                           pair_cfg.tries, rng, foreground_ok)
+    ordered = np.nonzero(separable & a_ok & b_ok)[0]
+    equal = np.nonzero(separable & a_ok & f_ok & ((ax != fx) | (ay != fy)))[0]
+
+    swap = rng.random(len(ordered)) < 0.5  # store half as (p_b, anchor, −1)
+    ya = np.concatenate([np.where(swap, by[ordered], ay[ordered]), ay[equal]])
+    xa = np.concatenate([np.where(swap, bx[ordered], ax[ordered]), ax[equal]])
+    yb = np.concatenate([np.where(swap, ay[ordered], by[ordered]), fy[equal]])
+    xb = np.concatenate([np.where(swap, ax[ordered], bx[ordered]), fx[equal]])
+    ordinal = np.concatenate([np.where(swap, -1, 1), np.zeros(len(equal))]).astype(np.int8)
+    return PairSet(ya.astype(np.int16), xa.astype(np.int16), yb.astype(np.int16), xb.astype(np.int16), ordinal)

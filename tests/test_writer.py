@@ -1,0 +1,242 @@
+"""Parquet shard writer: deterministic names and bytes, commit markers, committed-only reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from dynocc.factory import writer as writer_mod
+from dynocc.factory.writer import (
+    ShardWriter,
+    committed_files,
+    committed_items,
+    item_hash,
+    read_failures,
+    read_frames,
+    read_summary,
+)
+from dynocc.schemas import SchemaError, failure_row, frame_row
+
+WHEN = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+
+
+def _rows(video="bikes", indices=range(5), n_pairs=4):
+    rows = []
+    for i in indices:
+        rng = np.random.default_rng(i)
+        rows.append(
+            frame_row(
+                "dynocc", video, i, bytes(rng.integers(0, 256, 64, dtype=np.uint8)), 40, 30,
+                rng.integers(0, 30, n_pairs), rng.integers(0, 40, n_pairs),
+                rng.integers(0, 30, n_pairs), rng.integers(0, 40, n_pairs), rng.integers(-1, 2, n_pairs),
+            )
+        )
+    return rows
+
+
+def _fail(video="bikes"):
+    return [failure_row(f"{video}.mp4", "mine", "too_few_frames", "only 2 frames", video_id=video, timestamp=WHEN)]
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_round_trip_and_layout(tmp_path):
+    w = ShardWriter(str(tmp_path), rows_per_shard=512)
+    stats = w.write_item("bikes.mp4", _rows(), _fail(), seconds=1.25, extra_stats={"flow": "dis"})
+    h = item_hash("bikes.mp4")
+    assert stats.item_id == h and stats.frames == 5 and stats.pairs == 20 and stats.failures == 1
+    assert stats.files == [f"frames/part-{h}-00000.parquet", f"failures/part-{h}.parquet"]
+    saved = json.loads((tmp_path / "stats" / f"{h}.json").read_text())
+    assert saved["item_key"] == "bikes.mp4" and saved["files"] == stats.files
+    assert saved["seconds"] == 1.25 and saved["extra"] == {"flow": "dis"} and saved["schema_version"] == "1"
+
+    kv = pq.read_metadata(tmp_path / stats.files[0]).metadata
+    assert kv[b"dynocc.schema_version"] == b"1" and kv[b"dynocc.table"] == b"frames"
+    assert pq.read_metadata(tmp_path / stats.files[1]).metadata[b"dynocc.table"] == b"failures"
+
+    frames = read_frames(str(tmp_path))
+    expect = _rows()
+    assert frames.column("frame_index").to_pylist() == list(range(5))
+    assert frames.column("image").to_pylist() == [r["image"] for r in expect]
+    assert frames.column("pair_xa").to_pylist() == [r["pair_xa"].tolist() for r in expect]
+    fails = read_failures(str(tmp_path)).to_pylist()
+    assert len(fails) == 1 and fails[0]["error_type"] == "too_few_frames" and fails[0]["timestamp"] == WHEN
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]  # no temp files left
+
+
+def test_deterministic_names_and_bytes(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    rows = _rows(indices=range(7))
+    ShardWriter(str(a), rows_per_shard=3).write_item("k", rows, _fail(), seconds=2.0)
+    shuffled = [rows[i] for i in (4, 0, 6, 2, 1, 5, 3)]  # input order does not matter
+    ShardWriter(str(b), rows_per_shard=3).write_item("k", shuffled, _fail(), seconds=2.0)
+    fa, fb = _files(a), _files(b)
+    assert sorted(fa) == sorted(fb)
+    assert fa == fb
+    # writing again into the same folder changes nothing
+    ShardWriter(str(a), rows_per_shard=3).write_item("k", rows, _fail(), seconds=2.0)
+    assert _files(a) == fa
+
+
+def test_rows_per_shard_splitting(tmp_path):
+    w = ShardWriter(str(tmp_path), rows_per_shard=2)
+    stats = w.write_item("v", _rows(indices=range(5)), [], seconds=0.1)
+    h = item_hash("v")
+    assert stats.files == [f"frames/part-{h}-{k:05d}.parquet" for k in range(3)]
+    sizes = [pq.read_metadata(tmp_path / f).num_rows for f in stats.files]
+    assert sizes == [2, 2, 1]
+    first = pq.read_table(tmp_path / stats.files[0]).column("frame_index").to_pylist()
+    assert first == [0, 1]
+    assert committed_files(str(tmp_path), "failures") == []
+    assert read_failures(str(tmp_path)).num_rows == 0
+
+
+def test_rewrite_with_fewer_rows_removes_stale_parts(tmp_path):
+    w = ShardWriter(str(tmp_path), rows_per_shard=2)
+    w.write_item("v", _rows(indices=range(5)), _fail(), seconds=0.1)
+    w.write_item("v", _rows(indices=range(2)), [], seconds=0.1)
+    h = item_hash("v")
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [f"part-{h}-00000.parquet"]
+    assert not (tmp_path / "failures" / f"part-{h}.parquet").exists()
+    assert read_frames(str(tmp_path)).num_rows == 2
+
+
+def test_item_done_only_after_commit(tmp_path, monkeypatch):
+    w = ShardWriter(str(tmp_path), rows_per_shard=2)
+    assert not w.item_done("crash.mp4")
+
+    real_put = writer_mod._Root.put
+
+    def put_but_crash_on_commit(self, rel, data):
+        if rel.startswith("stats/"):
+            raise OSError("killed before commit")
+        real_put(self, rel, data)
+
+    monkeypatch.setattr(writer_mod._Root, "put", put_but_crash_on_commit)
+    with pytest.raises(OSError):
+        w.write_item("crash.mp4", _rows(), _fail(), seconds=1.0)
+    monkeypatch.undo()
+
+    h = item_hash("crash.mp4")
+    assert (tmp_path / "frames" / f"part-{h}-00000.parquet").exists()  # data written...
+    assert not w.item_done("crash.mp4")  # ...but not committed
+    assert committed_files(str(tmp_path)) == []
+    assert read_frames(str(tmp_path)).num_rows == 0
+    assert read_failures(str(tmp_path)).num_rows == 0
+
+    w.write_item("crash.mp4", _rows(), _fail(), seconds=1.0)  # the retry commits
+    assert w.item_done("crash.mp4") and not w.item_done("other.mp4")
+    assert read_frames(str(tmp_path)).num_rows == 5
+
+
+def test_uncommitted_parts_are_ignored(tmp_path):
+    w = ShardWriter(str(tmp_path))
+    w.write_item("good", _rows("good"), [], seconds=0.5)
+    good = tmp_path / "frames" / f"part-{item_hash('good')}-00000.parquet"
+    orphan = tmp_path / "frames" / f"part-{item_hash('orphan')}-00000.parquet"
+    shutil.copy(good, orphan)  # a valid data file without its stats JSON
+    assert committed_files(str(tmp_path)) == [str(good)]
+    frames = read_frames(str(tmp_path))
+    assert frames.num_rows == 5 and set(frames.column("video_id").to_pylist()) == {"good"}
+    assert [s.item_key for s in committed_items(str(tmp_path))] == ["good"]
+
+
+def test_invalid_rows_raise_before_writing(tmp_path):
+    w = ShardWriter(str(tmp_path))
+    bad = _rows()
+    bad[2]["pair_ordinal"] = np.array([1, 3, 0, 0])
+    with pytest.raises(SchemaError, match="pair_ordinal"):
+        w.write_item("bad", bad, [], seconds=0.0)
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+    assert not w.item_done("bad")
+
+
+def test_many_items_finalize_and_summary(tmp_path):
+    w = ShardWriter(str(tmp_path), rows_per_shard=2)
+    assert read_summary(str(tmp_path)) is None
+    for v in ("a", "b", "c"):
+        w.write_item(f"{v}.mp4", _rows(v, range(3)), _fail(v) if v == "b" else [], seconds=1.0)
+    w.write_item("empty.mp4", [], _fail("empty"), seconds=0.5)  # a failed item still commits
+    totals = w.finalize({"job": "test"})
+    assert totals["items"] == 4 and totals["frames"] == 9 and totals["pairs"] == 36
+    assert totals["failures"] == 2 and totals["seconds"] == 3.5 and totals["summary"] == {"job": "test"}
+    assert read_summary(str(tmp_path)) == totals
+    assert json.loads((tmp_path / "_SUCCESS").read_text())["items"] == 4
+    frames = read_frames(str(tmp_path))
+    assert frames.num_rows == 9
+    assert sorted(read_failures(str(tmp_path)).column("video_id").to_pylist()) == ["b", "empty"]
+
+
+def test_memory_url_and_pickle():
+    url = "memory://dynocc-writer-test/out"
+    w = pickle.loads(pickle.dumps(ShardWriter(url, rows_per_shard=4)))
+    w.write_item("m", _rows(indices=range(6)), _fail(), seconds=0.2)
+    assert w.item_done("m")
+    files = committed_files(url)
+    assert len(files) == 2 and all(f.startswith("memory://") for f in files)
+    assert read_frames(url).column("frame_index").to_pylist() == list(range(6))
+    assert read_failures(url).num_rows == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def s3_endpoint():
+    exe = Path(sys.executable).with_name("moto_server")
+    pytest.importorskip("s3fs")
+    if not exe.exists():
+        pytest.skip("moto_server not installed")
+    port = _free_port()
+    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.skip("moto_server did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_s3_via_moto(s3_endpoint, monkeypatch):
+    import s3fs
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    opts = {"client_kwargs": {"endpoint_url": s3_endpoint}, "skip_instance_cache": True}
+    s3fs.S3FileSystem(**opts).mkdir("shards")
+    url = "s3://shards/run1"
+    w = ShardWriter(url, rows_per_shard=2, storage_options=opts)
+    w.write_item("s3.mp4", _rows(indices=range(3)), _fail(), seconds=0.3)
+    assert w.item_done("s3.mp4")
+    files = committed_files(url, storage_options=opts)
+    assert files == [f"s3://shards/run1/frames/part-{item_hash('s3.mp4')}-{k:05d}.parquet" for k in range(2)]
+    assert read_frames(url, opts).column("frame_index").to_pylist() == [0, 1, 2]
+    assert read_failures(url, opts).num_rows == 1
+    assert w.finalize({})["frames"] == 3
+    assert read_summary(url, opts)["items"] == 1
