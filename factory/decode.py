@@ -61,23 +61,26 @@ class InputError(Exception):
     """A problem with one input (not a bug): it becomes a failure row, not a traceback.
 
     Attributes: ``error_type`` (short machine id, see the module docstring), ``stage``
-    (``'resolve'`` or ``'decode'``), ``source`` (the path, if known), ``frames_yielded``
-    (frames handed out before a ``decode_error``; 0 otherwise).
+    (``'resolve'``, ``'download'`` or ``'decode'``), ``source`` (the path, if known),
+    ``frames_yielded`` (frames handed out before a ``decode_error``; 0 otherwise), ``attempts``
+    (how many tries were made, e.g. downloads with retries; 1 otherwise).
     """
 
     def __init__(self, error_type: str, message: str, *, stage: str = "decode",
-                 source: Optional[str] = None, frames_yielded: int = 0):
+                 source: Optional[str] = None, frames_yielded: int = 0, attempts: int = 1):
         super().__init__(message)
         self.error_type = error_type
         self.stage = stage
         self.source = source
         self.message = message
         self.frames_yielded = frames_yielded
+        self.attempts = attempts
 
-    def to_failure(self, input: str, video_id: Optional[str] = None, attempts: int = 1) -> dict:
-        """This error as a failure dict (keys: input, video_id, stage, error_type, message, attempts)."""
-        return {"input": input, "video_id": video_id, "stage": self.stage,
-                "error_type": self.error_type, "message": self.message, "attempts": attempts}
+    def to_failure(self, input: str, video_id: Optional[str] = None, attempts: Optional[int] = None) -> dict:
+        """This error as a failure dict (keys: input, video_id, stage, error_type, message, attempts);
+        ``attempts`` defaults to the error's own count."""
+        return {"input": input, "video_id": video_id, "stage": self.stage, "error_type": self.error_type,
+                "message": self.message, "attempts": self.attempts if attempts is None else attempts}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -99,6 +102,21 @@ def video_id_for(source: str) -> str:
     """The video id of a local source: file stem for a video, folder name for a frame folder."""
     path = Path(os.path.abspath(source))
     return path.name if path.is_dir() else path.stem
+
+
+def video_duration(source: str | os.PathLike) -> Optional[float]:
+    """Duration in seconds of a video file from its container (or first video stream) metadata,
+    without decoding; ``None`` when unknown or unreadable."""
+    try:
+        with av.open(os.fspath(source)) as container:
+            if container.duration is not None and container.duration > 0:
+                return container.duration / av.time_base
+            for stream in container.streams.video:
+                if stream.duration is not None and stream.time_base is not None:
+                    return float(stream.duration * stream.time_base)
+    except (av.FFmpegError, OSError, ValueError):
+        return None
+    return None
 
 
 def resize_long_side(frame: np.ndarray, max_long_side: Optional[int]) -> np.ndarray:

@@ -121,3 +121,17 @@ def test_schemes(tmp_path):
     assert [i.video_id for i in items] == ["v"]
     assert [(f["input"], f["error_type"], f["video_id"]) for f in failures] == [
         ("ftp://example.com/x.mp4", "unsupported_scheme", None)]
+
+
+def test_parquet_list_and_local_glob(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for name in ("p.mp4", "q.mp4"):
+        touch_video(tmp_path / "v" / name)
+    pq.write_table(pa.table({"n": [1, 2], "url": ["v/p.mp4", str(tmp_path / "v" / "q.mp4")]}), tmp_path / "l.parquet")
+    items, failures = resolve_inputs([f"@{tmp_path / 'l.parquet'}"])
+    assert failures == [] and [(i.video_id, i.kind) for i in items] == [("p", "video"), ("q", "video")]
+    assert resolve_inputs([str(tmp_path / "v" / "*.mp4")])[0] == items
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    assert [f["error_type"] for f in resolve_inputs([f"@{tmp_path / 'bad.parquet'}"])[1]] == ["bad_list"]

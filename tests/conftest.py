@@ -1,0 +1,210 @@
+"""Shared fixtures: real servers on 127.0.0.1 for the remote-source tests.
+
+``moto_server`` (session)  a moto S3 endpoint (``ThreadedMotoServer``) on a free port; yields a
+                           :class:`MotoS3` (endpoint, s3fs ``storage_options``, AWS ``env``).
+``s3`` (function)          the same server plus a fresh bucket, with the standard AWS variables
+                           (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID=testing``, ...) set for
+                           the test only (monkeypatch), so they never leak into other tests.
+``http_server`` (session)  a threaded ``http.server`` serving a temp folder, with test routes:
+
+    /<path>                    the file <root>/<path> (404 when missing)
+    /status/<code>/<anything>  always answers <code> (e.g. /status/404/clip.mp4)
+    /flaky/<key>/<path>        500 for the first two requests of each <key>, then the file
+    /cookie/<path>             the file only with the cookie ``session=letmein``, else 403
+
+Both servers are shut down at the end of the session.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+COOKIE = ("session", "letmein")
+
+
+_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_proxy_for_localhost():
+    """Requests to 127.0.0.1 must never go through a proxy set in the environment."""
+    if not any(os.environ.get(v) for v in _PROXY_VARS):
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("NO_PROXY", "no_proxy"):
+            current = os.environ.get(name, "")
+            mp.setenv(name, ",".join(x for x in (current, "127.0.0.1", "localhost") if x))
+        yield
+
+
+# --------------------------------------------------------------------------- S3 (moto)
+
+
+@dataclass(frozen=True)
+class MotoS3:
+    endpoint: str
+    storage_options: dict  # for s3fs / fsspec: works without any AWS variable set
+    env: dict  # the AWS variables that point boto/s3fs at this endpoint
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    pytest.importorskip("s3fs")
+    server_mod = pytest.importorskip("moto.server")
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        storage_options = {
+            "key": AWS_ENV["AWS_ACCESS_KEY_ID"],
+            "secret": AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+            "client_kwargs": {"endpoint_url": endpoint},
+        }
+        yield MotoS3(endpoint, storage_options, {**AWS_ENV, "AWS_ENDPOINT_URL": endpoint})
+    finally:
+        server.stop()
+
+
+@dataclass
+class S3Bucket:
+    name: str
+    endpoint: str
+    storage_options: dict
+    fs: object  # s3fs.S3FileSystem
+
+    def url(self, key: str = "") -> str:
+        return f"s3://{self.name}/{key.lstrip('/')}"
+
+    def put(self, key: str, data: bytes | str | os.PathLike) -> str:
+        """Upload bytes, text, or a local file (a ``Path``) to ``key``; returns its ``s3://`` URL."""
+        if isinstance(data, os.PathLike):
+            self.fs.put_file(os.fspath(data), self.url(key))
+        else:
+            self.fs.pipe_file(self.url(key), data.encode() if isinstance(data, str) else data)
+        return self.url(key)
+
+
+@pytest.fixture
+def s3(moto_server, monkeypatch):
+    """A fresh bucket on the moto server, AWS variables set for this test only."""
+    import s3fs
+
+    for name, value in moto_server.env.items():
+        monkeypatch.setenv(name, value)
+    fs = s3fs.S3FileSystem(**moto_server.storage_options)
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    fs.mkdir(name)
+    return S3Bucket(name, moto_server.endpoint, moto_server.storage_options, fs)
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".mp4": "video/mp4",
+        ".webm": "video/webm",
+        ".m3u8": "application/vnd.apple.mpegurl",
+        ".ts": "video/mp2t",
+        ".html": "text/html",
+        ".csv": "text/csv",
+        ".txt": "text/plain",
+    }
+
+    def __init__(self, *args, state: "HttpServer", **kwargs):
+        self.state = state
+        super().__init__(*args, **kwargs)
+
+    def log_message(self, format, *args):  # noqa: A002 - quiet; requests are recorded instead
+        pass
+
+    def _route(self) -> bool:
+        """Handle the test routes; False means: serve the file at self.path."""
+        self.state.requests.append((self.command, self.path, self.headers.get("Cookie")))
+        parts = self.path.split("?", 1)[0].lstrip("/").split("/")
+        if parts[0] == "status" and len(parts) >= 2 and parts[1].isdigit():
+            self._answer(int(parts[1]))
+            return True
+        if parts[0] == "flaky" and len(parts) >= 3:
+            with self.state.lock:
+                n = self.state.flaky_counts[parts[1]] = self.state.flaky_counts.get(parts[1], 0) + 1
+            if n <= 2:
+                self._answer(500)
+                return True
+            self.path = "/" + "/".join(parts[2:])
+            return False
+        if parts[0] == "cookie" and len(parts) >= 2:
+            if f"{COOKIE[0]}={COOKIE[1]}" not in (self.headers.get("Cookie") or ""):
+                self._answer(403)
+                return True
+            self.path = "/" + "/".join(parts[1:])
+            return False
+        return False
+
+    def _answer(self, code: int) -> None:
+        body = f"{code} {http.server.BaseHTTPRequestHandler.responses.get(code, ('',))[0]}\n".encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802
+        if not self._route():
+            super().do_GET()
+
+    def do_HEAD(self):  # noqa: N802
+        if not self._route():
+            super().do_HEAD()
+
+
+@dataclass
+class HttpServer:
+    base_url: str
+    root: Path
+    requests: list = field(default_factory=list)  # (method, path, Cookie header)
+    flaky_counts: dict = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def requested(self, path_part: str) -> list:
+        return [r for r in self.requests if path_part in r[1]]
+
+
+@pytest.fixture(scope="session")
+def http_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("www")
+    state = HttpServer("", root)
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Handler, state=state, directory=str(root)))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="test-http-server", daemon=True)
+    thread.start()
+    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
