@@ -16,7 +16,7 @@ from typing import Optional
 
 from . import __version__
 from .config_loader import ConfigError, load_miner_config
-from .factory.job import EXIT_USAGE, JobSummary, ItemResult, run_mine_job
+from .factory.job import EXIT_USAGE, JobSummary, ItemResult, MineUsageError, run_mine_job
 
 
 def _add_miner_flags(p: argparse.ArgumentParser) -> None:
@@ -30,6 +30,41 @@ def _add_miner_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-long-side", type=int, help="resize frames so the long side is at most this (default: 854)")
     g.add_argument("--max-frames", type=int, help="mine at most this many frames per video")
     g.add_argument("--frame-step", type=int, help="keep every n-th decoded frame")
+    g = p.add_argument_group("sources and storage")
+    g.add_argument("--max-height", type=int, help="yt-dlp: tallest format to download (default: 720)")
+    g.add_argument("--cookies", metavar="FILE", help="cookies.txt for yt-dlp and http downloads")
+    g.add_argument("--max-duration", type=float, metavar="SECONDS", help="skip videos longer than this")
+    g.add_argument("--storage-options", metavar="JSON", type=_json_object, default=None,
+                   help="fsspec options for inputs and --out, e.g. '{\"anon\": false}' "
+                        "(S3 also reads AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)")
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def _add_engine_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("engine (the same command runs on one machine and on a Ray cluster)")
+    g.add_argument("--engine", choices=["ray", "local"], default="ray",
+                   help="ray: a Ray Data actor pool on a local Ray or on --address (default); "
+                        "local: one process, no Ray (handy for debugging)")
+    g.add_argument("--address", default=None,
+                   help="Ray cluster address, e.g. ray://head:10001 or auto (default: $RAY_ADDRESS; "
+                        "without either a local Ray is started for the job)")
+    g.add_argument("--actors", type=int, default=None,
+                   help="mining actors (default: the cluster's CPUs minus one, at least 1)")
+    g.add_argument("--cpus-per-actor", type=float, default=None, help="CPUs per mining actor (default: 1)")
+    g.add_argument("--gpus-per-actor", type=float, default=None, help="GPUs per mining actor (default: 0)")
+    g.add_argument("--max-retries", type=int, default=2,
+                   help="times a video whose Ray worker crashed is tried again before it becomes a "
+                        "'worker_lost' failure row (default: 2)")
+    g.add_argument("--ray-logs", action="store_true", help="show Ray's own logs and progress bars")
 
 
 def _miner_config(args):
@@ -40,6 +75,10 @@ def _miner_config(args):
             "dataset": args.dataset,
             "seed": args.seed,
             "flow.dis_preset": args.flow_preset,
+            "source.max_height": getattr(args, "max_height", None),
+            "source.cookies": getattr(args, "cookies", None),
+            "source.max_duration": getattr(args, "max_duration", None),
+            "source.storage_options": getattr(args, "storage_options", None),
             "decode.max_long_side": args.max_long_side,
             "decode.max_frames": args.max_frames,
             "decode.frame_step": args.frame_step,
@@ -50,10 +89,11 @@ def _miner_config(args):
 class _Progress:
     """A progress bar over videos with frames/s and pairs/s, and one ``failed:`` line per bad input."""
 
-    def __init__(self, total: int, quiet: bool):
+    def __init__(self, total: int, quiet: bool, per_item: bool = False):
         from tqdm import tqdm
 
         self.quiet = quiet
+        self.per_item = per_item  # counts come per item (Ray engine), not per frame
         self.start = time.perf_counter()
         self.frames = 0
         self.pairs = 0
@@ -68,6 +108,12 @@ class _Progress:
         self.bar.refresh() if self.frames % 5 == 0 else None
 
     def item(self, result: ItemResult, summary: JobSummary) -> None:
+        if self.per_item:
+            self.frames += result.frames_mined
+            self.pairs += result.pairs
+            dt = max(time.perf_counter() - self.start, 1e-9)
+            self.bar.set_postfix_str(f"{result.video_id} frames={self.frames} {self.frames / dt:.1f} fr/s "
+                                     f"pairs={self.pairs} {self.pairs / dt:.0f} pairs/s", refresh=False)
         self.bar.update(1)
         for f in result.failures:
             line = f"failed: {f['input']}: {f['error_type']}: {f['message']}"
@@ -85,15 +131,39 @@ def _print_summary(summary: JobSummary, out: str) -> None:
     print(f"output: {out}")
 
 
+_RAY_ONLY_FLAGS = (("actors", "--actors"), ("cpus_per_actor", "--cpus-per-actor"),
+                   ("gpus_per_actor", "--gpus-per-actor"), ("address", "--address"))
+
+
 def cmd_mine(args) -> int:
     config = _miner_config(args)
     from .factory.sources import resolve_inputs
 
-    n_items = len(resolve_inputs(args.inputs)[0])
-    progress = _Progress(n_items, args.quiet)
+    if args.engine == "local":
+        given = [flag for dest, flag in _RAY_ONLY_FLAGS if getattr(args, dest) is not None]
+        if given:
+            print(f"dynocc mine: {', '.join(given)} only apply to --engine ray", file=sys.stderr)
+            return EXIT_USAGE
+    items, resolve_failures = resolve_inputs(args.inputs, config.source)
+    progress = _Progress(len(items) + len(resolve_failures), args.quiet, per_item=args.engine == "ray")
     try:
-        summary = run_mine_job(args.inputs, args.out, config, rows_per_shard=args.rows_per_shard,
-                               progress=progress.item, on_frame=progress.frame)
+        if args.engine == "ray":
+            from .factory.ray_engine import run_mine_job_ray
+
+            summary = run_mine_job_ray(
+                args.inputs, args.out, config, rows_per_shard=args.rows_per_shard,
+                storage_options=args.storage_options, actors=args.actors,
+                cpus_per_actor=1.0 if args.cpus_per_actor is None else args.cpus_per_actor,
+                gpus_per_actor=0.0 if args.gpus_per_actor is None else args.gpus_per_actor,
+                address=args.address, progress=progress.item, retry_failed=args.retry_failed,
+                max_task_retries=args.max_retries, ray_logs=args.ray_logs,
+            )
+        else:
+            summary = run_mine_job(args.inputs, args.out, config, rows_per_shard=args.rows_per_shard,
+                                   storage_options=args.storage_options, progress=progress.item, on_frame=progress.frame, retry_failed=args.retry_failed)
+    except MineUsageError as e:
+        print(f"dynocc mine: {e}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         progress.close()
     _print_summary(summary, args.out)
@@ -149,7 +219,7 @@ def cmd_stats(args) -> int:
     from .factory.stats import read_stats, format_stats
 
     try:
-        stats = read_stats(args.out)
+        stats = read_stats(args.out, args.storage_options)
     except FileNotFoundError as e:
         print(f"dynocc stats: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -170,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--rows-per-shard", type=int, default=512, help="frame rows per Parquet file (default: 512)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="mine again the videos an earlier run committed with failures")
+    _add_engine_flags(p)
     _add_miner_flags(p)
     p.set_defaults(func=cmd_mine)
 
@@ -183,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="summarise a mining output: videos, frames, pairs, failures")
     p.add_argument("out", help="output folder of a mining job")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--storage-options", metavar="JSON", type=_json_object, default=None,
+                   help="fsspec options for the output URL")
     p.set_defaults(func=cmd_stats)
     return parser
 

@@ -3,64 +3,78 @@
 Flow in, boundaries out:
 
 1. ``flow_jacobian``: the spatial derivatives of a flow field (Sobel, 3x3).
-2. ``edge_normal``: the gradient direction d of the flow at each pixel, taken as the principal
+2. ``structure_axis``: the gradient direction d of the flow at each pixel, taken as the principal
    eigenvector of the Gaussian-smoothed flow structure tensor JᵀJ (ours: it points across the
-   motion edge even where the raw gradient is noisy).
+   motion edge even where the raw gradient is noisy). It is kept as the doubled angle
+   (cos 2θ, sin 2θ), which needs no trigonometry; ``normal_from_axis`` turns it into d = (cos θ,
+   sin θ) only at the pixels that need it.
 3. ``divergence_along_normal``: eqs. 1-2, ``b = f2 - f1`` with helper pixels one pixel either
-   side along d, i.e. ``b = 2 dᵀ J d``; positive where the two sides move apart (diverging,
-   reliable), negative where they converge.
+   side along d, i.e. ``b = 2 dᵀ J d = (u_x + v_y) + (u_x - v_y) cos 2θ + (u_y + v_x) sin 2θ``;
+   positive where the two sides move apart (diverging, reliable), negative where they converge.
 4. ``boundary_confidence``: eq. 3, ``B[p] = ||∇F||₁`` of whichever of F_prev / F_next has the
-   larger b at p.
-5. ``occlusion_boundaries``: box blur k = 31, divide by the 90th percentile, threshold 0.3 (the
+   larger b at p (its d goes with it).
+5. ``detect_boundaries``: box blur k = 31, divide by the 90th percentile, threshold 0.3 (the
    paper's values) gives the band of confident edges; inside it we keep the ridge of B
-   (non-maximum suppression along d, ours: the skeleton of a 31-px band runs off the edge),
-   thin it (Zhang-Suen, ``cv2.ximgproc.thinning``) and drop tiny pieces.
+   (non-maximum suppression along d, ours: the skeleton of a 31-px band runs off the edge), and
+   only where it is the largest value within ``ridge_radius`` px along d (ours: DIS smears a
+   motion edge into a staircase whose lower steps lie several px inside the background), thin it
+   (Zhang-Suen, the paper's ref. [12]) and drop tiny pieces.
+
+Everything after the dense maps of steps 1-4 works on the sparse candidate pixels only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
 from typing import Optional
 
 import cv2
 import numpy as np
 
 from .config import BoundaryConfig
+from .sampling import sample
 
 
-@dataclass(frozen=True)
-class FlowGeometry:
-    """Per-pixel quantities of one flow field that eqs. 1-3 need."""
-
-    gradient_l1: np.ndarray  # ||∇F||₁, float32 (H, W)
-    normal_x: np.ndarray  # unit gradient direction d, float32 (H, W)
-    normal_y: np.ndarray
-    divergence: np.ndarray  # b of eq. 2, float32 (H, W)
+# ---------------------------------------------------------------------------------------------
+# Dense per-flow geometry (eqs. 1-2)
 
 
 def flow_jacobian(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(du/dx, du/dy, dv/dx, dv/dy) of a flow field (H, W, 2), Sobel 3x3 scaled to px/px."""
-    u = np.ascontiguousarray(flow[..., 0])
-    v = np.ascontiguousarray(flow[..., 1])
-    s = 1.0 / 8.0
-    return (
-        cv2.Sobel(u, cv2.CV_32F, 1, 0, ksize=3, scale=s),
-        cv2.Sobel(u, cv2.CV_32F, 0, 1, ksize=3, scale=s),
-        cv2.Sobel(v, cv2.CV_32F, 1, 0, ksize=3, scale=s),
-        cv2.Sobel(v, cv2.CV_32F, 0, 1, ksize=3, scale=s),
-    )
+    flow = np.asarray(flow, np.float32)
+    gx = cv2.Sobel(flow, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
+    gy = cv2.Sobel(flow, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
+    ux, vx = cv2.split(gx)
+    uy, vy = cv2.split(gy)
+    return ux, uy, vx, vy
+
+
+def structure_axis(jacobian, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """(cos 2θ, sin 2θ) of the principal eigenvector d = (cos θ, sin θ) of the smoothed JᵀJ."""
+    ux, uy, vx, vy = jacobian
+    tensor = cv2.merge([ux * ux + vx * vx, uy * uy + vy * vy, ux * uy + vx * vy])
+    sxx, syy, sxy = cv2.split(cv2.GaussianBlur(tensor, (0, 0), sigma))
+    a = sxx - syy
+    b = 2.0 * sxy
+    r = cv2.magnitude(a, b)
+    flat = r <= 1e-12
+    r[flat] = 1.0
+    a[flat] = 1.0  # no structure: d = (1, 0), as atan2(0, 0) = 0 gives
+    return a / r, b / r
+
+
+def normal_from_axis(cos2: np.ndarray, sin2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """d = (cos θ, sin θ) with θ in (-π/2, π/2] from the doubled angle."""
+    c = np.clip(np.asarray(cos2, np.float32), -1.0, 1.0)
+    nx = np.sqrt(0.5 * (1.0 + c))
+    ny = np.sqrt(0.5 * (1.0 - c))
+    ny = np.where(np.asarray(sin2) < 0, -ny, ny)
+    return nx.astype(np.float32), ny.astype(np.float32)
 
 
 def edge_normal(jacobian, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Unit gradient direction d: principal eigenvector of the smoothed structure tensor JᵀJ."""
-    ux, uy, vx, vy = jacobian
-    blur = lambda a: cv2.GaussianBlur(a, (0, 0), sigma)  # noqa: E731
-    sxx = blur(ux * ux + vx * vx)
-    syy = blur(uy * uy + vy * vy)
-    sxy = blur(ux * uy + vx * vy)
-    theta = 0.5 * np.arctan2(2.0 * sxy, sxx - syy)
-    return np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
+    """Unit gradient direction d (dense maps): principal eigenvector of the smoothed JᵀJ."""
+    return normal_from_axis(*structure_axis(jacobian, sigma))
 
 
 def divergence_along_normal(jacobian, normal_x: np.ndarray, normal_y: np.ndarray) -> np.ndarray:
@@ -71,64 +85,279 @@ def divergence_along_normal(jacobian, normal_x: np.ndarray, normal_y: np.ndarray
     return 2.0 * (du * normal_x + dv * normal_y)
 
 
+def divergence_from_axis(jacobian, cos2: np.ndarray, sin2: np.ndarray) -> np.ndarray:
+    """Eqs. 1-2 without trigonometry: 2 dᵀ J d = (u_x + v_y) + (u_x − v_y) cos 2θ + (u_y + v_x) sin 2θ."""
+    ux, uy, vx, vy = jacobian
+    return (ux + vy) + (ux - vy) * cos2 + (uy + vx) * sin2
+
+
+@dataclass(frozen=True)
+class FlowGeometry:
+    """Per-pixel quantities of one flow field that eqs. 1-3 need (all float32 (H, W))."""
+
+    gradient_l1: np.ndarray  # ||∇F||₁
+    divergence: np.ndarray  # b of eq. 2
+    cos2: np.ndarray  # doubled angle of the normal d
+    sin2: np.ndarray
+
+    @property
+    def normal_x(self) -> np.ndarray:
+        return normal_from_axis(self.cos2, self.sin2)[0]
+
+    @property
+    def normal_y(self) -> np.ndarray:
+        return normal_from_axis(self.cos2, self.sin2)[1]
+
+
+def analysis_flow(flow: np.ndarray, scale: int) -> np.ndarray:
+    """The flow at the analysis resolution (area-averaged; vectors stay in full-resolution px)."""
+    if scale == 1:
+        return np.asarray(flow, np.float32)
+    h, w = flow.shape[:2]
+    size = (max(1, round(w / scale)), max(1, round(h / scale)))
+    return cv2.resize(np.asarray(flow, np.float32), size, interpolation=cv2.INTER_AREA)
+
+
 def flow_geometry(flow: np.ndarray, config: BoundaryConfig) -> FlowGeometry:
-    jac = flow_jacobian(flow)
-    nx, ny = edge_normal(jac, config.normal_sigma)
-    grad = np.abs(jac[0]) + np.abs(jac[1]) + np.abs(jac[2]) + np.abs(jac[3])
-    return FlowGeometry(grad, nx, ny, divergence_along_normal(jac, nx, ny))
+    """Eqs. 1-2 on the flow at the analysis scale; derivatives in px per full-resolution px."""
+    s = config.analysis_scale
+    low = analysis_flow(flow, s)
+    jac = flow_jacobian(low)
+    if s != 1:
+        jac = tuple(j * (1.0 / s) for j in jac)
+    cos2, sin2 = structure_axis(jac, max(config.normal_sigma / s, 0.5))
+    ux, uy, vx, vy = jac
+    grad = np.abs(ux) + np.abs(uy) + np.abs(vx) + np.abs(vy)
+    return FlowGeometry(grad, divergence_from_axis(jac, cos2, sin2), cos2, sin2)
 
 
-def boundary_confidence(
-    prev: Optional[FlowGeometry], next_: Optional[FlowGeometry]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+# ---------------------------------------------------------------------------------------------
+# Eq. 3 and the boundary map
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """B of eq. 3, and where it came from (to read the normal d of the chosen flow)."""
+
+    value: np.ndarray  # B, float32 (H, W)
+    geometries: tuple[FlowGeometry, ...]  # (prev, next) or just the one available
+    use_first: Optional[np.ndarray] = None  # bool (H, W): b_prev > b_next; None with one flow
+
+    def normal_at(self, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """d at integer pixels (ys, xs), from the flow eq. 3 chose there."""
+        g = self.geometries
+        if self.use_first is None:
+            return normal_from_axis(g[0].cos2[ys, xs], g[0].sin2[ys, xs])
+        first = self.use_first[ys, xs]
+        c = np.where(first, g[0].cos2[ys, xs], g[1].cos2[ys, xs])
+        s = np.where(first, g[0].sin2[ys, xs], g[1].sin2[ys, xs])
+        return normal_from_axis(c, s)
+
+    @property
+    def normal_x(self) -> np.ndarray:
+        ys, xs = np.indices(self.value.shape)
+        return self.normal_at(ys, xs)[0]
+
+    @property
+    def normal_y(self) -> np.ndarray:
+        ys, xs = np.indices(self.value.shape)
+        return self.normal_at(ys, xs)[1]
+
+
+def boundary_confidence(prev: Optional[FlowGeometry], next_: Optional[FlowGeometry]) -> Confidence:
     """Eq. 3: B and its normal, from the more reliable (larger b) of F_prev and F_next at each pixel."""
     if prev is None or next_ is None:
         only = prev if next_ is None else next_
-        return only.gradient_l1, only.normal_x, only.normal_y
+        return Confidence(only.gradient_l1, (only,))
     use_prev = prev.divergence > next_.divergence
-    return (
-        np.where(use_prev, prev.gradient_l1, next_.gradient_l1),
-        np.where(use_prev, prev.normal_x, next_.normal_x),
-        np.where(use_prev, prev.normal_y, next_.normal_y),
-    )
+    value = next_.gradient_l1.copy()
+    np.copyto(value, prev.gradient_l1, where=use_prev)
+    return Confidence(value, (prev, next_), use_prev)
 
 
-@lru_cache(maxsize=8)
-def _pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    return xs, ys
-
-
-def confident_band(confidence: np.ndarray, config: BoundaryConfig) -> np.ndarray:
+def confident_band(confidence: np.ndarray, config: BoundaryConfig, scale: int = 1) -> np.ndarray:
     """Box blur (k), divide by the p-th percentile, threshold: the paper's confident-edge band."""
-    k = config.box_blur
+    k = max(1, int(round(config.box_blur / scale)))
     blurred = cv2.blur(confidence, (k, k), borderType=cv2.BORDER_REFLECT)
-    # The percentile of a 1/16 subsample: the same value to within noise, 10x cheaper.
-    scale = float(np.percentile(blurred[::4, ::4], config.percentile))
+    # The percentile of a subsample (1/16 of the full-resolution pixels): the same value to within
+    # noise, 10x cheaper.
+    step = max(1, 4 // scale)
+    sub = blurred[::step, ::step].ravel()
+    rank = min(len(sub) - 1, max(0, int(round(config.percentile / 100.0 * (len(sub) - 1)))))
+    scale = float(np.partition(sub, rank)[rank])
     if scale <= 1e-6:
         return np.zeros(confidence.shape, bool)
     return blurred > config.threshold * scale
 
 
-def occlusion_boundaries(
-    confidence: np.ndarray, normal_x: np.ndarray, normal_y: np.ndarray, config: BoundaryConfig
-) -> np.ndarray:
+# Zhang-Suen thinning as a lookup table on the 8-neighbour code (bit k = neighbour k of
+# P2 (N), P3 (NE), P4 (E), P5 (SE), P6 (S), P7 (SW), P8 (W), P9 (NW)), the same rule as
+# cv2.ximgproc.thinning(THINNING_ZHANGSUEN), evaluated only at the foreground pixels.
+def _zhang_suen_tables() -> tuple[np.ndarray, np.ndarray]:
+    codes = np.arange(256)
+    p = [(codes >> k) & 1 for k in range(8)]  # p[0] = P2 ... p[7] = P9
+    b = sum(p)
+    a = sum((p[k] == 0) & (p[(k + 1) % 8] == 1) for k in range(8))
+    base = (a == 1) & (b >= 2) & (b <= 6)
+    p2, p4, p6, p8 = p[0], p[2], p[4], p[6]
+    first = base & (p2 * p4 * p6 == 0) & (p4 * p6 * p8 == 0)
+    second = base & (p2 * p4 * p8 == 0) & (p2 * p6 * p8 == 0)
+    return first, second
+
+
+_ZS_TABLES = _zhang_suen_tables()
+
+
+def thin_points(shape: tuple[int, int], ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Zhang-Suen thinning of the set of pixels (ys, xs) (distinct) of an image of ``shape``;
+    returns which of them are kept (bool, per point). Only the points are visited, never the
+    whole image. Same rule as cv2.ximgproc.thinning: border pixels are never deleted."""
+    h, w = shape
+    wp = w + 2
+    pad = np.zeros((h + 2) * wp, np.uint8)
+    idx = (np.asarray(ys, np.int64) + 1) * wp + np.asarray(xs, np.int64) + 1
+    pad[idx] = 1
+    alive = np.ones(len(idx), bool)
+    inner = np.nonzero((ys > 0) & (ys < h - 1) & (xs > 0) & (xs < w - 1))[0]
+    cur = idx[inner]
+    offsets = np.array([-wp, -wp + 1, 1, wp + 1, wp, wp - 1, -1, -wp - 1])
+    while True:
+        changed = False
+        for table in _ZS_TABLES:
+            code = np.zeros(len(cur), np.int32)
+            for k, off in enumerate(offsets):
+                code |= pad[cur + off].astype(np.int32) << k
+            gone = table[code]
+            if gone.any():
+                pad[cur[gone]] = 0
+                alive[inner[gone]] = False
+                cur, inner = cur[~gone], inner[~gone]
+                changed = True
+        if not changed:
+            break
+    return alive
+
+
+def thin(mask: np.ndarray) -> np.ndarray:
+    """Zhang-Suen thinning of a boolean mask, as cv2.ximgproc.thinning (pixels on the image border
+    are read as neighbours but never deleted)."""
+    ys, xs = np.nonzero(mask)
+    out = np.zeros(mask.shape, bool)
+    keep = thin_points(mask.shape, ys, xs)
+    out[ys[keep], xs[keep]] = True
+    return out
+
+
+@dataclass
+class Boundaries:
+    """The thin boundary map of one frame and, per boundary pixel, its normal d and piece."""
+
+    mask: np.ndarray  # bool (H, W), 1 px thin
+    ys: np.ndarray  # int32, the boundary pixels (row-major order)
+    xs: np.ndarray
+    normal_x: np.ndarray  # float32 unit d at each boundary pixel
+    normal_y: np.ndarray
+    piece: np.ndarray  # int32 8-connected piece of each boundary pixel
+    _distance: Optional[np.ndarray] = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.ys)
+
+    @property
+    def distance(self) -> np.ndarray:
+        """Distance (px, float32) of every pixel to the nearest boundary pixel, computed once."""
+        if self._distance is None:
+            self._distance = boundary_distance(self.mask)
+        return self._distance
+
+    @staticmethod
+    def empty(shape: tuple[int, int]) -> "Boundaries":
+        z = np.zeros(0, np.int32)
+        f = np.zeros(0, np.float32)
+        return Boundaries(np.zeros(shape, bool), z, z, f, f, z)
+
+
+def detect_boundaries(conf: Confidence, config: BoundaryConfig, shape: Optional[tuple[int, int]] = None) -> Boundaries:
+    """Thin occlusion boundaries of one frame from its confidence map B (section 3.1).
+
+    ``conf`` is at the analysis scale; ``shape`` is the full frame size (H, W) the boundaries are
+    mapped back to (default: the size of ``conf``, i.e. analysis scale 1).
+    """
+    value = conf.value
+    h, w = value.shape
+    H, W = shape if shape is not None else (h, w)
+    rx, ry = W / w, H / h
+    s = max(rx, ry)
+    band = confident_band(value, config, int(round(s)))
+    sigma = config.ridge_sigma / s
+    smooth = cv2.GaussianBlur(value, (0, 0), sigma) if sigma >= 0.25 else value
+    cand = band & (smooth > config.min_flow_gradient)
+    b = int(np.ceil(config.border / s))
+    if b:
+        cand[:b] = False
+        cand[h - b:] = False
+        cand[:, :b] = False
+        cand[:, w - b:] = False
+    ys, xs = np.nonzero(cand)
+    if len(ys) == 0:
+        return Boundaries.empty((H, W))
+    nx, ny = conf.normal_at(ys, xs)
+    v = smooth[ys, xs]
+    fx, fy = xs.astype(np.float32), ys.astype(np.float32)
+    # Ridge: a local maximum of B along d (non-maximum suppression) ...
+    ahead = sample(smooth, fx + nx, fy + ny)
+    behind = sample(smooth, fx - nx, fy - ny)
+    keep = (v >= ahead) & (v > behind)
+    # ... and the dominant one within ridge_radius px along d.
+    for k in range(2, int(np.ceil(config.ridge_radius / s)) + 1):
+        i = np.nonzero(keep)[0]
+        near = (v[i] >= sample(smooth, fx[i] + k * nx[i], fy[i] + k * ny[i])) & (
+            v[i] >= sample(smooth, fx[i] - k * nx[i], fy[i] - k * ny[i]))
+        keep[i[~near]] = False
+    i = np.nonzero(keep)[0]
+    keep[i[~thin_points((h, w), ys[i], xs[i])]] = False
+    i = np.nonzero(keep)[0]
+    thin_map = np.zeros((h, w), np.uint8)
+    thin_map[ys[i], xs[i]] = 1
+    n, labels = cv2.connectedComponents(thin_map, connectivity=8)
+    lab = labels[ys, xs]
+    sizes = np.bincount(lab[i], minlength=n)
+    big = sizes >= max(1, int(np.ceil(config.min_component / s)))
+    big[0] = False
+    final = keep & big[lab]
+    ys, xs, nx, ny, lab = ys[final], xs[final], nx[final], ny[final], lab[final]
+    if s == 1:
+        mask = np.zeros((H, W), bool)
+        mask[ys, xs] = True
+        return Boundaries(mask, ys.astype(np.int32), xs.astype(np.int32), nx, ny, lab.astype(np.int32))
+    # Back to full resolution: the ridge's sub-pixel position along d (parabola through B at
+    # -1, 0, +1), then one point per full-resolution pixel along the tangent.
+    a, c, m = behind[final], ahead[final], v[final]
+    curv = a - 2 * m + c
+    delta = np.where(curv < -1e-9, 0.5 * (a - c) / np.where(curv < -1e-9, curv, -1.0), 0.0)
+    delta = np.clip(delta, -0.5, 0.5)  # vertex offset along +d, in analysis px
+    cx = (xs + 0.5 + delta * nx) * rx - 0.5
+    cy = (ys + 0.5 + delta * ny) * ry - 0.5
+    k = int(round(s))
+    steps = np.arange(k, dtype=np.float32) - (k - 1) / 2.0
+    px = np.rint(cx[:, None] - ny[:, None] * steps[None, :]).astype(np.int64).ravel()
+    py = np.rint(cy[:, None] + nx[:, None] * steps[None, :]).astype(np.int64).ravel()
+    src = np.repeat(np.arange(len(xs)), k)
+    ok = (px >= 0) & (px < W) & (py >= 0) & (py < H)
+    flat = py[ok] * W + px[ok]
+    flat, first = np.unique(flat, return_index=True)
+    src = src[ok][first]
+    fy_, fx_ = np.divmod(flat, W)
+    kept = thin_points((H, W), fy_, fx_)
+    fy_, fx_, src = fy_[kept], fx_[kept], src[kept]
+    mask = np.zeros((H, W), bool)
+    mask[fy_, fx_] = True
+    return Boundaries(mask, fy_.astype(np.int32), fx_.astype(np.int32), nx[src], ny[src], lab[src].astype(np.int32))
+
+
+def occlusion_boundaries(conf: Confidence, config: BoundaryConfig, shape=None) -> np.ndarray:
     """Thin boolean boundary map from the confidence map B and its normal d (section 3.1)."""
-    h, w = confidence.shape
-    band = confident_band(confidence, config)
-    smooth = cv2.GaussianBlur(confidence, (0, 0), config.ridge_sigma) if config.ridge_sigma > 0 else confidence
-    xs, ys = _pixel_grid(h, w)
-    ahead = cv2.remap(smooth, xs + normal_x, ys + normal_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    behind = cv2.remap(smooth, xs - normal_x, ys - normal_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    ridge = band & (smooth >= ahead) & (smooth > behind) & (smooth > config.min_flow_gradient)
-    if config.border:
-        b = config.border
-        ridge[:b] = False
-        ridge[-b:] = False
-        ridge[:, :b] = False
-        ridge[:, -b:] = False
-    thin = cv2.ximgproc.thinning(ridge.astype(np.uint8) * 255, thinningType=cv2.ximgproc.THINNING_ZHANGSUEN) > 0
-    return remove_small_pieces(thin, config.min_component)
+    return detect_boundaries(conf, config, shape).mask
 
 
 def remove_small_pieces(mask: np.ndarray, min_size: int) -> np.ndarray:
@@ -142,7 +371,7 @@ def remove_small_pieces(mask: np.ndarray, min_size: int) -> np.ndarray:
 
 
 def boundary_distance(boundary: np.ndarray) -> np.ndarray:
-    """Distance (px, float32) from every pixel to the nearest boundary pixel (inf-like if none)."""
+    """Distance (px, float32) from every pixel to the nearest boundary pixel (1e6 if there is none)."""
     if not boundary.any():
         return np.full(boundary.shape, 1e6, np.float32)
-    return cv2.distanceTransform((~boundary).astype(np.uint8), cv2.DIST_L2, 3)
+    return cv2.distanceTransform((~boundary).view(np.uint8), cv2.DIST_L2, 3)

@@ -1,13 +1,18 @@
-"""A mining job on one machine: resolve inputs, decode, mine, write shards and failure rows.
+"""A mining job: resolve inputs, decode, mine, write shards and failure rows.
 
 This is the thin layer around the pure miner. One work item (a video or a frame folder) is mined
 by :func:`mine_item`, which never raises for a bad input: it returns frame rows and failure rows.
-:func:`run_mine_job` drives the items through a :class:`~.writer.ShardWriter`, skipping items that
-are already committed (so a rerun resumes), and returns a :class:`JobSummary`.
+:func:`run_mine_job` drives the items through a :class:`~.writer.ShardWriter` in this process (the
+``local`` engine of ``dynocc mine``), skipping items that are already committed (so a rerun
+resumes), and returns a :class:`JobSummary`. :func:`.ray_engine.run_mine_job_ray` is the same job
+on Ray Data; both share :func:`plan_mine_job` (what to mine), :func:`forget_items`
+(``--retry-failed``) and the summary accounting here, so they write the same rows and report the
+same summary.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -15,18 +20,27 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
+from fsspec.core import url_to_fs
+
 from ..schemas import failure_row, frame_row
 from .config import MinerConfig
 from .decode import InputError, decode_frames
 from .miner import DynOccMiner, MinedFrame
+from .config import SourceOptions
+from .remote import fetch
 from .sources import WorkItem, resolve_inputs
-from .writer import ShardWriter
+from .writer import ItemStats, ShardWriter, committed_items
 
 # Exit codes of `dynocc mine` (documented in the README).
 EXIT_OK = 0
 EXIT_PARTIAL = 1  # some inputs failed, the rest were mined
 EXIT_USAGE = 2  # bad flags or config: nothing was run
 EXIT_NOTHING = 3  # every input failed
+
+
+class MineUsageError(ValueError):
+    """Settings the job cannot run with (e.g. an actor pool larger than the cluster); nothing was
+    mined or written. ``dynocc mine`` prints the message and exits with :data:`EXIT_USAGE`."""
 
 
 @dataclass
@@ -115,16 +129,19 @@ def mine_item(
             yield f
 
     try:
-        frames = decode_frames(item.input, config.decode, min_frames=2 * config.boundary.baseline + 1)
-        for mined in miner.mine_video(counted(frames), item.video_id):
-            result.frames_mined += 1
-            if on_frame is not None:
-                on_frame(mined)
-            if len(mined.pairs) or keep_empty_frames:
-                result.frame_rows.append(mined_frame_row(mined, item.video_id, config))
-                result.pairs += len(mined.pairs)
+        with fetch(item, config.source) as local:  # downloads remote inputs to a temp dir, removed after
+            video_id = result.video_id = local.video_id or item.video_id
+            frames = decode_frames(os.fspath(local), config.decode, min_frames=2 * config.boundary.baseline + 1)
+            for mined in miner.mine_video(counted(frames), video_id):
+                result.frames_mined += 1
+                if on_frame is not None:
+                    on_frame(mined)
+                if len(mined.pairs) or keep_empty_frames:
+                    result.frame_rows.append(mined_frame_row(mined, video_id, config))
+                    result.pairs += len(mined.pairs)
     except InputError as e:
-        result.failures.append(failure_row(item.input, e.stage, e.error_type, e.message, video_id=item.video_id))
+        result.failures.append(failure_row(item.input, e.stage, e.error_type, e.message,
+                                           video_id=result.video_id, attempts=max(1, getattr(e, "attempts", 1) or 1)))
     except Exception as e:  # a bug or an unexpected library error: record it, go on with the rest
         result.failures.append(
             failure_row(item.input, "mine", type(e).__name__, f"{type(e).__name__}: {e}", video_id=item.video_id)
@@ -132,6 +149,97 @@ def mine_item(
     result.frames_decoded = decoded
     result.seconds = time.perf_counter() - start
     return result
+
+
+def resolve_key(failure: dict) -> str:
+    """Item key under which a resolve failure is committed."""
+    return f"resolve:{failure['input']}"
+
+
+@dataclass
+class MinePlan:
+    """What a run has to do: every resolved item, the ones still to mine, and what to forget first."""
+
+    items: list[WorkItem]
+    resolve_failures: list[dict]
+    todo: list[WorkItem]  # not committed yet (or committed with failures, under retry_failed)
+    skipped: int  # committed by an earlier run: not mined again
+    forget: list[ItemStats]  # committed with failures, to un-commit before mining (retry_failed)
+
+
+def plan_mine_job(inputs: list[str], out: str, storage_options: Optional[dict] = None,
+                  retry_failed: bool = False, source: Optional[SourceOptions] = None) -> MinePlan:
+    """Resolve ``inputs`` and compare with what ``out`` already holds (read only, writes nothing).
+
+    An item is done when its commit marker exists. With ``retry_failed``, work items committed
+    *with failures* are to be mined again (resolve failures are re-checked on every run anyway).
+    """
+    items, resolve_failures = resolve_inputs(inputs, source)
+    committed = {s.item_key: s for s in committed_items(out, storage_options)}
+    forget: list[ItemStats] = []
+    if retry_failed:
+        forget = [committed[it.input] for it in items if it.input in committed and committed[it.input].failures]
+        for stats in forget:
+            del committed[stats.item_key]
+    todo = [it for it in items if it.input not in committed]
+    return MinePlan(items, resolve_failures, todo, len(items) - len(todo), forget)
+
+
+def _join(root: str, rel: str) -> str:
+    return f"{root.rstrip('/')}/{rel}" if root.rstrip("/") else f"/{rel}"
+
+
+def forget_items(out: str, stats: list[ItemStats], storage_options: Optional[dict] = None) -> int:
+    """Un-commit items so that the next run mines them again; returns how many were forgotten.
+
+    For each item: its commit marker (``ShardWriter.stats_path``, ``stats/<hash>.json``) is deleted
+    first -- from then on readers ignore the item's files -- and then the data files the marker
+    listed (its failure part and any frame parts). A crash in between leaves only unlisted files,
+    which readers ignore and the item's next write replaces.
+    """
+    if not stats:
+        return 0
+    writer = ShardWriter(out, storage_options=storage_options)
+    fs, root = url_to_fs(writer.out_url, **(storage_options or {}))
+    for s in stats:
+        marker = _join(root, writer.stats_path(s.item_key))
+        if fs.exists(marker):
+            fs.rm(marker)
+        for rel in s.files:
+            path = _join(root, rel)
+            if fs.exists(path):
+                fs.rm(path)
+    fs.invalidate_cache()
+    return len(stats)
+
+
+def account(summary: JobSummary, result: ItemResult, frames_written: Optional[int] = None) -> None:
+    """Add one mined (or failed) item to the summary."""
+    summary.frames += len(result.frame_rows) if frames_written is None else frames_written
+    summary.frames_mined += result.frames_mined
+    summary.pairs += result.pairs
+    if result.ok:
+        summary.videos_ok += 1
+    else:
+        summary.videos_failed += 1
+        summary.failures.extend(result.failures)
+
+
+def write_resolve_failures(writer: ShardWriter, failures: list[dict], summary: JobSummary,
+                           progress: Optional[Callable[[ItemResult, JobSummary], None]] = None) -> None:
+    """Commit one failure row per input that did not resolve (every run: it is cheap and current)."""
+    for f in failures:
+        row = failure_row(f["input"], f["stage"], f["error_type"], f["message"], video_id=f.get("video_id"))
+        writer.write_item(resolve_key(f), [], [row], 0.0)
+        summary.videos_failed += 1
+        summary.failures.append(row)
+        if progress:
+            progress(ItemResult(f["input"], f.get("video_id"), [], [row]), summary)
+
+
+def item_extra_stats(result: ItemResult) -> dict:
+    return {"frames_decoded": result.frames_decoded, "frames_mined": result.frames_mined,
+            "video_id": result.video_id}
 
 
 def run_mine_job(
@@ -142,37 +250,27 @@ def run_mine_job(
     storage_options: Optional[dict] = None,
     progress: Optional[Callable[[ItemResult, JobSummary], None]] = None,
     on_frame: Optional[Callable[[str, MinedFrame], None]] = None,
+    retry_failed: bool = False,
 ) -> JobSummary:
-    """Mine every input into ``out``; items already committed there are skipped."""
+    """Mine every input into ``out`` in this process; items already committed there are skipped.
+
+    ``retry_failed``: items committed with failures are un-committed (:func:`forget_items`) and
+    mined again.
+    """
     start = time.perf_counter()
     summary = JobSummary()
     writer = ShardWriter(out, rows_per_shard=rows_per_shard, storage_options=storage_options)
-    items, resolve_failures = resolve_inputs(inputs)
-    for f in resolve_failures:
-        row = failure_row(f["input"], f["stage"], f["error_type"], f["message"], video_id=f.get("video_id"))
-        writer.write_item(f"resolve:{f['input']}", [], [row], 0.0)
-        summary.videos_failed += 1
-        summary.failures.append(row)
-        if progress:
-            progress(ItemResult(f["input"], f.get("video_id"), [], [row]), summary)
+    plan = plan_mine_job(inputs, out, storage_options, retry_failed, config.source)
+    forget_items(out, plan.forget, storage_options)
+    write_resolve_failures(writer, plan.resolve_failures, summary, progress)
+    summary.videos_skipped = plan.skipped
     miner = DynOccMiner(config)
-    for item in items:
-        if writer.item_done(item.input):
-            summary.videos_skipped += 1
-            continue
+    for item in plan.todo:
         hook = (lambda mined, vid=item.video_id: on_frame(vid, mined)) if on_frame else None
         result = mine_item(miner, item, on_frame=hook)
         writer.write_item(item.input, result.frame_rows, result.failures, result.seconds,
-                          extra_stats={"frames_decoded": result.frames_decoded, "frames_mined": result.frames_mined,
-                                       "video_id": item.video_id})
-        summary.frames += len(result.frame_rows)
-        summary.frames_mined += result.frames_mined
-        summary.pairs += result.pairs
-        if result.ok:
-            summary.videos_ok += 1
-        else:
-            summary.videos_failed += 1
-            summary.failures.extend(result.failures)
+                          extra_stats=item_extra_stats(result))
+        account(summary, result)
         if progress:
             progress(result, summary)
     summary.seconds = time.perf_counter() - start

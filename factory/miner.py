@@ -20,7 +20,7 @@ from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
-from .boundaries import boundary_confidence, boundary_distance, flow_geometry, occlusion_boundaries
+from .boundaries import Boundaries, boundary_confidence, detect_boundaries, flow_geometry
 from .config import MinerConfig
 from .flow import FlowBackend, make_flow_backend, to_gray
 from .pairs import FrameContext, PairSet, extract_pairs
@@ -33,7 +33,8 @@ class MinedFrame:
     image: np.ndarray  # RGB uint8, the size all coordinates refer to
     pairs: PairSet
     boundary: Optional[np.ndarray] = None  # thin boundary map, kept for grading and pictures
-    segment_label: Optional[np.ndarray] = None
+    segment_label: Optional[np.ndarray] = None  # int8 map: ±1 on boundary pixels of voted segments, else 0
+    foreground_dir: Optional[np.ndarray] = None  # float32 (H, W, 2): unit (dx, dy) into the foreground there
 
 
 def frame_seed(seed: int, video_id: str, frame_index: int) -> int:
@@ -52,37 +53,39 @@ class DynOccMiner:
         images: dict[int, np.ndarray] = {}
         grays: dict[int, np.ndarray] = {}
         flows: dict[tuple[int, int], np.ndarray] = {}  # (i, j) -> F(i→j)
-        distances: dict[int, np.ndarray] = {}
-        boundaries: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        boundaries: dict[int, Boundaries] = {}
         n = 0
 
         def boundary_of(j: int, last: int) -> None:
-            prev = flow_geometry(flows[(j, j - b)], self.config.boundary) if j - b >= 0 else None
-            nxt = flow_geometry(flows[(j, j + b)], self.config.boundary) if j + b <= last else None
+            cfg = self.config.boundary
+            prev = flow_geometry(flows[(j, j - b)], cfg) if j - b >= 0 else None
+            nxt = flow_geometry(flows[(j, j + b)], cfg) if j + b <= last else None
             if prev is None and nxt is None:
-                zero = np.zeros(images[j].shape[:2], np.float32)
-                boundaries[j] = (zero > 0, zero, zero)
+                boundaries[j] = Boundaries.empty(images[j].shape[:2])
             else:
-                conf, nx, ny = boundary_confidence(prev, nxt)
-                boundaries[j] = (occlusion_boundaries(conf, nx, ny, self.config.boundary), nx, ny)
-            distances[j] = boundary_distance(boundaries[j][0])
+                boundaries[j] = detect_boundaries(boundary_confidence(prev, nxt), cfg, images[j].shape[:2])
 
         def mine(t: int) -> MinedFrame:
-            thin, nx, ny = boundaries[t]
-            pixels = split_segments(thin, nx, ny, self.config.vote.segment_length)
-            views = [NeighbourView(flows[(t, t + o)], flows[(t + o, t)], distances[t + o]) for o in (-b, b)]
+            bd = boundaries[t]
+            pixels = split_segments(bd, self.config.vote.segment_length)
+            views = [NeighbourView(flows[(t, t + o)], flows[(t + o, t)], boundaries[t + o].distance) for o in (-b, b)]
+            label = vote_depth_order(pixels, views[0], views[1], self.config.vote)
             ctx = FrameContext(grays[t], (grays[t - b], grays[t + b]), (flows[(t, t - b)], flows[(t, t + b)]))
-            label = vote_depth_order(pixels, views[0], views[1], self.config.vote, ctx.blurred())
             rng = np.random.default_rng(frame_seed(self.config.seed, video_id, t))
             pairs = extract_pairs(pixels, label, ctx, self.config.pairs, self.config.vote, rng)
-            seg = None
-            if keep_maps:
-                seg = np.zeros(thin.shape, np.int8)
-                seg[pixels.ys, pixels.xs] = label[pixels.segment] if len(pixels) else 0
-            return MinedFrame(t, images[t], pairs, thin if keep_maps else None, seg)
+            if not keep_maps:
+                return MinedFrame(t, images[t], pairs)
+            seg = np.zeros(bd.mask.shape, np.int8)
+            fg_dir = np.zeros(bd.mask.shape + (2,), np.float32)
+            if len(pixels):
+                lab = label[pixels.segment]
+                seg[pixels.ys, pixels.xs] = lab
+                fg_dir[pixels.ys, pixels.xs, 0] = pixels.normal_x * lab
+                fg_dir[pixels.ys, pixels.xs, 1] = pixels.normal_y * lab
+            return MinedFrame(t, images[t], pairs, bd.mask, seg, fg_dir)
 
         def drop_before(i: int) -> None:
-            for d in (images, grays, distances, boundaries):
+            for d in (images, grays, boundaries):
                 for k in [k for k in d if k < i]:
                     del d[k]
             for k in [k for k in flows if min(k) < i]:

@@ -78,8 +78,26 @@ def patch_error(ctx: FrameContext, which: int, x: np.ndarray, y: np.ndarray, mot
     return np.abs(here - there).mean(axis=1)
 
 
+def side_test(ctx: FrameContext, x, y, own: list[np.ndarray], other: list[np.ndarray], vote: VoteConfig) -> np.ndarray:
+    """Photometric side test in each nearby frame k, (n, K) bool: the 3×3 patch at (x, y) moves with
+    ``own[k]`` (error at most ``photometric_max_error``) and clearly not with ``other[k]`` (error
+    below ``photometric_margin`` times the other's)."""
+    n = len(x)
+    px = (x[:, None] + _PATCH[None, :, 0]).astype(np.float32)
+    py = (y[:, None] + _PATCH[None, :, 1]).astype(np.float32)
+    here = sample(ctx.gray, px, py)
+    out = np.empty((n, len(ctx.neighbours)), bool)
+    for k, nb in enumerate(ctx.neighbours):
+        qx = np.concatenate([px + own[k][:, 0:1], px + other[k][:, 0:1]])
+        qy = np.concatenate([py + own[k][:, 1:2], py + other[k][:, 1:2]])
+        err = np.abs(np.concatenate([here, here]) - sample(nb, qx, qy)).mean(axis=1)
+        e_own, e_other = err[:n], err[n:]
+        out[:, k] = (e_own <= vote.photometric_max_error) & (e_own < vote.photometric_margin * e_other)
+    return out
+
+
 def matches_motion(ctx, which, x, y, own, other, vote: VoteConfig) -> np.ndarray:
-    """Photometric side test: the point moves with ``own`` and clearly not with ``other``."""
+    """Photometric side test in one nearby frame: the point moves with ``own`` and clearly not with ``other``."""
     e_own = patch_error(ctx, which, x, y, own)
     e_other = patch_error(ctx, which, x, y, other)
     return (e_own <= vote.photometric_max_error) & (e_own < vote.photometric_margin * e_other)
@@ -89,23 +107,30 @@ def same_flow(ctx: FrameContext, x, y, motions: list[np.ndarray], tol: float) ->
     """The paper's acceptance test: the flow at (x, y) equals the side's motion in every neighbour."""
     ok = np.ones(len(x), bool)
     for flow, motion in zip(ctx.flows, motions):
-        ok &= np.linalg.norm(sample(flow, x, y) - motion, axis=1) <= tol
+        d = sample(flow, x, y) - motion
+        ok &= d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] <= tol * tol
     return ok
 
 
 def _search(ctx, x0, y0, sx, sy, lo, hi, tries, rng, test) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Random offsets along (sx, sy) until ``test`` passes; returns x, y, found (vectorised over points)."""
+    """Random offsets in [lo, hi] along (sx, sy) until ``test`` passes, at most ``tries`` per point;
+    returns x, y, found. Vectorised over points, and over tries in a few rounds (1, 3, the rest):
+    a point takes its first passing offset, as if they were drawn one by one."""
     n = len(x0)
     bx, by, found = np.zeros(n, np.float32), np.zeros(n, np.float32), np.zeros(n, bool)
-    for _ in range(tries):
+    rounds = [k for k in (1, 3, tries - 4) if k > 0] if tries > 4 else [1] * tries
+    for k in rounds:
         todo = np.nonzero(~found)[0]
         if len(todo) == 0:
             break
-        r = rng.uniform(lo, hi, len(todo)).astype(np.float32)
-        cx = np.rint(x0[todo] + r * sx[todo])
-        cy = np.rint(y0[todo] + r * sy[todo])
-        ok = test(todo, cx, cy)
-        bx[todo[ok]], by[todo[ok]], found[todo[ok]] = cx[ok], cy[ok], True
+        r = rng.uniform(lo, hi, (len(todo), k)).astype(np.float32)
+        cx = np.rint(x0[todo, None] + r * sx[todo, None])
+        cy = np.rint(y0[todo, None] + r * sy[todo, None])
+        ok = test(np.repeat(todo, k), cx.ravel(), cy.ravel()).reshape(len(todo), k)
+        hit = ok.any(axis=1)
+        first = ok.argmax(axis=1)[hit]
+        j = todo[hit]
+        bx[j], by[j], found[j] = cx[hit, first], cy[hit, first], True
     return bx, by, found
 
 
@@ -134,35 +159,48 @@ def extract_pairs(
     R = vote_cfg.side_flow_offset
     fg = [sample(f, x + R * sx, y + R * sy) for f in ctx.flows]
     bg = [sample(f, x - R * sx, y - R * sy) for f in ctx.flows]
-    separable = np.max([np.linalg.norm(a - b, axis=1) for a, b in zip(fg, bg)], axis=0) >= vote_cfg.min_motion_difference
+    diff = np.max([np.sum((a - b) ** 2, axis=1) for a, b in zip(fg, bg)], axis=0)
+    separable = np.nonzero(diff >= vote_cfg.min_motion_difference ** 2)[0]
+    x, y, sx, sy = x[separable], y[separable], sx[separable], sy[separable]
+    fg = [f[separable] for f in fg]
+    bg = [b[separable] for b in bg]
 
     # A point passes when it, and the point ``point_margin`` px nearer the boundary, move with its side.
     m = pair_cfg.point_margin
 
-    def foreground_ok(idx, cx, cy):
-        ok = inside(cx, cy, w, h, 2) & same_flow(ctx, cx, cy, [f[idx] for f in fg], pair_cfg.same_flow_tolerance)
-        for qx, qy in ((cx, cy), (cx - m * sx[idx], cy - m * sy[idx])):
-            for k in range(len(ctx.flows)):
-                ok &= matches_motion(ctx, k, qx, qy, fg[k][idx], bg[k][idx], vote_cfg)
+    def side_ok(idx, cx, cy, toward, own, other, everywhere):
+        ok = inside(cx, cy, w, h, 2) & same_flow(ctx, cx, cy, [o[idx] for o in own], pair_cfg.same_flow_tolerance)
+        i = np.nonzero(ok)[0]
+        if len(i) == 0:
+            return ok
+        j = idx[i]
+        qx = np.concatenate([cx[i], cx[i] - m * toward[0][j]])
+        qy = np.concatenate([cy[i], cy[i] - m * toward[1][j]])
+        passed = side_test(ctx, qx, qy, [np.concatenate([o[j], o[j]]) for o in own],
+                           [np.concatenate([o[j], o[j]]) for o in other], vote_cfg)
+        passed = passed.all(axis=1) if everywhere else passed.any(axis=1)
+        ok[i] = passed[: len(i)] & passed[len(i):]
         return ok
 
-    def background_ok(idx, cx, cy):
-        ok = inside(cx, cy, w, h, 2) & same_flow(ctx, cx, cy, [f[idx] for f in bg], pair_cfg.same_flow_tolerance)
-        for qx, qy in ((cx, cy), (cx + m * sx[idx], cy + m * sy[idx])):
-            seen = np.zeros(len(idx), bool)
-            for k in range(len(ctx.flows)):
-                seen |= matches_motion(ctx, k, qx, qy, bg[k][idx], fg[k][idx], vote_cfg)
-            ok &= seen
-        return ok
+    def foreground_ok(idx, cx, cy):  # in every nearby frame: the foreground is never hidden
+        return side_ok(idx, cx, cy, (sx, sy), fg, bg, True)
+
+    def background_ok(idx, cx, cy):  # in at least one: near the edge it may be hidden in the other
+        return side_ok(idx, cx, cy, (-sx, -sy), bg, fg, False)
 
     a = pair_cfg.anchor_offset
     ax, ay, a_ok = _search(ctx, x, y, sx, sy, a, a + 4.0, pair_cfg.tries, rng, foreground_ok)
+    sel = np.nonzero(a_ok)[0]
+    ax, ay = ax[sel], ay[sel]
+    x, y, sx, sy = x[sel], y[sel], sx[sel], sy[sel]
+    fg = [f[sel] for f in fg]
+    bg = [b[sel] for b in bg]
     bx, by, b_ok = _search(ctx, x, y, -sx, -sy, pair_cfg.min_distance, pair_cfg.background_max_distance,
                            pair_cfg.tries, rng, background_ok)
     fx, fy, f_ok = _search(ctx, x, y, sx, sy, pair_cfg.min_distance, pair_cfg.foreground_max_distance,
                            pair_cfg.tries, rng, foreground_ok)
-    ordered = np.nonzero(separable & a_ok & b_ok)[0]
-    equal = np.nonzero(separable & a_ok & f_ok & ((ax != fx) | (ay != fy)))[0]
+    ordered = np.nonzero(b_ok)[0]
+    equal = np.nonzero(f_ok & ((ax != fx) | (ay != fy)))[0]
 
     swap = rng.random(len(ordered)) < 0.5  # store half as (p_b, anchor, −1)
     ya = np.concatenate([np.where(swap, by[ordered], ay[ordered]), ay[equal]])

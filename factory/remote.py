@@ -72,8 +72,8 @@ from http.cookiejar import MozillaCookieJar
 from typing import Any, BinaryIO, Callable, Iterator, Optional, TypeVar
 from urllib.parse import unquote, urlparse
 
-from pydantic import BaseModel, ConfigDict, Field
 
+from .config import DEFAULT_USER_AGENT, SourceOptions
 from .decode import IMAGE_EXTENSIONS, InputError, natural_key, video_duration
 
 log = logging.getLogger(__name__)
@@ -98,39 +98,6 @@ YTDL_PREFIX = "ytdl:"
 REMOTE_KINDS = frozenset({"http", "ytdlp", "fsspec", "fsspec-frames"})
 """Work-item kinds that :func:`fetch` downloads; ``video`` and ``frames`` are local."""
 
-DEFAULT_USER_AGENT = "Mozilla/5.0 (compatible; dynocc/0.1; +https://github.com/)"
-
-
-class SourceOptions(BaseModel):
-    """How remote inputs are listed and fetched (one object for resolve and fetch)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_height: Optional[int] = Field(720, ge=1, description="yt-dlp: tallest format to pick; None = no cap")
-    cookies: Optional[str] = Field(
-        None, description="Netscape cookies.txt (local path or fsspec URL); sent by yt-dlp and http downloads"
-    )
-    max_duration: Optional[float] = Field(None, gt=0, description="reject videos longer than this (seconds)")
-    retries: int = Field(3, ge=0, description="re-tries after the first try of a transient failure")
-    backoff_seconds: float = Field(1.0, ge=0, description="sleep before the first re-try; doubles each time")
-    max_backoff_seconds: float = Field(60.0, ge=0, description="cap of one backoff sleep")
-    timeout_seconds: float = Field(60.0, gt=0, description="socket time-out of one request")
-    max_bytes: Optional[int] = Field(None, ge=1, description="reject downloads bigger than this")
-    storage_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="fsspec options: for every protocol, or per protocol as {'s3': {...}, 'gs': {...}}",
-    )
-    temp_dir: Optional[str] = Field(None, description="where fetch() makes its temp dirs (default: system temp)")
-    user_agent: str = Field(DEFAULT_USER_AGENT, description="User-Agent of plain http downloads")
-
-    @classmethod
-    def coerce(cls, value: "SourceOptions | dict | None") -> "SourceOptions":
-        """``None`` -> defaults, a dict -> validated options, options -> themselves."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        return cls.model_validate(value)
 
 
 def storage_options_for(protocol: str, options: SourceOptions) -> dict:

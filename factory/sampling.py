@@ -5,31 +5,31 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+_WIDTH = 1024  # cv2.remap handles at most 32767 rows per call: lay the points out as a wide image
+
 
 def sample(image: np.ndarray, xs: np.ndarray, ys: np.ndarray, *, nearest: bool = False) -> np.ndarray:
     """Bilinear (or nearest) samples of ``image`` at points (xs, ys); clamps at the border.
 
-    Returns shape ``xs.shape`` for a one-channel image, ``xs.shape + (C,)`` otherwise.
+    Returns float32 (for a float32 image) of shape ``xs.shape`` for a one-channel image,
+    ``xs.shape + (C,)`` otherwise.
     """
     shape = np.shape(xs)
-    mx = np.asarray(xs, np.float32).reshape(-1, 1)
-    my = np.asarray(ys, np.float32).reshape(-1, 1)
-    if mx.size == 0:
-        channels = () if image.ndim == 2 else (image.shape[2],)
+    n = int(np.prod(shape)) if shape else 1
+    channels = () if image.ndim == 2 else (image.shape[2],)
+    if n == 0:
         return np.zeros(shape + channels, np.float32)
-    # cv2.remap handles at most 32767 rows per call; reshape as a wide image instead.
-    n = mx.shape[0]
-    width = 1024
-    rows = -(-n // width)
-    pad = rows * width - n
-    mx = np.pad(mx[:, 0], (0, pad)).reshape(rows, width)
-    my = np.pad(my[:, 0], (0, pad)).reshape(rows, width)
+    rows = -(-n // _WIDTH)
+    mx = np.empty(rows * _WIDTH, np.float32)
+    my = np.empty(rows * _WIDTH, np.float32)
+    mx[:n] = np.ravel(xs)
+    my[:n] = np.ravel(ys)
+    mx[n:] = 0
+    my[n:] = 0
     interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    out = cv2.remap(image, mx, my, interp, borderMode=cv2.BORDER_REPLICATE)
-    out = out.reshape(rows * width, -1)[:n]
-    if image.ndim == 2:
-        return out.reshape(shape)
-    return out.reshape(shape + (image.shape[2],))
+    out = cv2.remap(image, mx.reshape(rows, _WIDTH), my.reshape(rows, _WIDTH), interp,
+                    borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape((rows * _WIDTH,) + channels)[:n].reshape(shape + channels)
 
 
 def inside(xs: np.ndarray, ys: np.ndarray, width: int, height: int, margin: float = 0.0) -> np.ndarray:

@@ -39,7 +39,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
 
 def test_mine_writes_schema_v1_shards_and_a_summary(inputs, tmp_path):
     out = tmp_path / "out"
-    r = run("mine", inputs["moving.mp4"], inputs["clip"], "--out", out, "--quiet")
+    r = run("mine", inputs["moving.mp4"], inputs["clip"], "--out", out, "--quiet", "--engine", "local")
     assert r.returncode == 0, r.stderr
     assert "videos ok: 2  failed: 0" in r.stdout
     assert "pairs/frame" in r.stdout and "seconds" in r.stdout
@@ -61,7 +61,7 @@ def test_bad_inputs_get_one_line_and_a_failure_row_while_the_rest_is_mined(input
     out = tmp_path / "out"
     missing = inputs["moving.mp4"].parent / "does_not_exist.mp4"
     bad = [inputs["corrupt.mp4"], inputs["notes.txt"], inputs["one_frame.mp4"], inputs["empty"], missing]
-    r = run("mine", inputs["moving.mp4"], *bad, "--out", out, "--quiet")
+    r = run("mine", inputs["moving.mp4"], *bad, "--out", out, "--quiet", "--engine", "local")
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr
     failed_lines = [line for line in r.stderr.splitlines() if line.startswith("failed:")]
@@ -79,7 +79,7 @@ def test_bad_inputs_get_one_line_and_a_failure_row_while_the_rest_is_mined(input
 
 
 def test_only_bad_inputs_exit_3(inputs, tmp_path):
-    r = run("mine", inputs["corrupt.mp4"], "--out", tmp_path / "out", "--quiet")
+    r = run("mine", inputs["corrupt.mp4"], "--out", tmp_path / "out", "--quiet", "--engine", "local")
     assert r.returncode == 3
     assert "Traceback" not in r.stderr and "failed:" in r.stderr
 
@@ -94,7 +94,7 @@ def test_only_bad_inputs_exit_3(inputs, tmp_path):
     ],
 )
 def test_bad_config_exits_2_with_a_message_naming_the_setting(inputs, tmp_path, flags, words):
-    r = run("mine", inputs["moving.mp4"], "--out", tmp_path / "out", "--quiet", *flags)
+    r = run("mine", inputs["moving.mp4"], "--out", tmp_path / "out", "--quiet", "--engine", "local", *flags)
     assert r.returncode == 2
     assert words in r.stderr
     assert "Traceback" not in r.stderr
@@ -105,7 +105,7 @@ def test_config_file_and_flags_reach_the_rows(inputs, tmp_path):
     cfg = tmp_path / "miner.yaml"
     cfg.write_text("dataset: mine-test\ndecode:\n  max_long_side: 128\n")
     out = tmp_path / "out"
-    r = run("mine", inputs["moving.mp4"], "--out", out, "--quiet", "--config", cfg)
+    r = run("mine", inputs["moving.mp4"], "--out", out, "--quiet", "--engine", "local", "--config", cfg)
     assert r.returncode == 0, r.stderr
     table = read_frames(str(out))
     assert set(table["dataset"].to_pylist()) == {"mine-test"}
@@ -114,11 +114,11 @@ def test_config_file_and_flags_reach_the_rows(inputs, tmp_path):
 
 def test_the_same_input_gives_identical_rows_and_a_rerun_resumes(inputs, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    assert run("mine", inputs["moving.mp4"], "--out", a, "--quiet").returncode == 0
-    assert run("mine", inputs["moving.mp4"], "--out", b, "--quiet").returncode == 0
+    assert run("mine", inputs["moving.mp4"], "--out", a, "--quiet", "--engine", "local").returncode == 0
+    assert run("mine", inputs["moving.mp4"], "--out", b, "--quiet", "--engine", "local").returncode == 0
     ta, tb = read_frames(str(a)), read_frames(str(b))
     assert ta.equals(tb)
-    again = run("mine", inputs["moving.mp4"], "--out", a, "--quiet")
+    again = run("mine", inputs["moving.mp4"], "--out", a, "--quiet", "--engine", "local")
     assert again.returncode == 0 and "already done: 1" in again.stdout
     keys = list(zip(read_frames(str(a))["video_id"].to_pylist(), read_frames(str(a))["frame_index"].to_pylist()))
     assert len(keys) == len(set(keys)) == ta.num_rows
@@ -143,3 +143,25 @@ def test_demo_mines_bikes_and_draws_overlays(tmp_path):
     table = read_frames(str(tmp_path / "demo" / "shards"))
     assert table.num_rows > 0 and set(table["video_id"].to_pylist()) == {"bikes"}
     assert np.all(np.array(table["width"].to_pylist()) == 640)
+
+
+def test_mine_from_s3_glob_and_http_into_s3_then_stats(inputs, tmp_path, s3, http_server):
+    """The whole path a cluster user takes: remote inputs in, a bucket out, stats read from the bucket."""
+    s3.fs.put(str(inputs["moving.mp4"]), s3.url("videos/moving.mp4"))
+    s3.fs.put(str(inputs["corrupt.mp4"]), s3.url("videos/corrupt.mp4"))
+    clip = make_scene(seed=5, height=120, width=160, n_frames=10, n_static=0)
+    write_video(clip.frames, http_server.root / "street.mp4")
+    out = s3.url("mined")
+    so = json.dumps(s3.storage_options)
+    r = run("mine", s3.url("videos/*.mp4"), http_server.url("street.mp4"), http_server.url("status/404/cli-missing.mp4"),
+            "--out", out, "--quiet", "--engine", "local", "--storage-options", so)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    stats = run("stats", out, "--json", "--storage-options", so)
+    assert stats.returncode == 0, stats.stderr
+    s = json.loads(stats.stdout)
+    assert (s["videos_ok"], s["videos_failed"]) == (2, 2)
+    reasons = {r["error_type"] for r in s["top_failure_reasons"]}
+    assert reasons == {"not_a_video", "http_404"}
+    table = read_frames(out, s3.storage_options)
+    assert set(table["video_id"].to_pylist()) == {"moving", "street"}

@@ -1,0 +1,202 @@
+"""The Ray Data engine of `dynocc mine`: same rows as the local engine, failures, resume, crashes.
+
+Most tests share one small local Ray (2 CPUs) started by a module fixture and always shut down;
+the engine uses an initialised Ray as it is. The CLI tests start their own Ray in a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from dynocc.factory.config import MinerConfig
+from dynocc.factory.decode import write_video
+from dynocc.factory.job import MineUsageError, run_mine_job
+from dynocc.factory.ray_engine import CRASH_ENV, default_actors, run_mine_job_ray
+from dynocc.factory.synthetic import make_scene
+from dynocc.factory.writer import ShardWriter, committed_items, read_failures, read_frames
+
+ray = pytest.importorskip("ray")
+
+CONFIG = MinerConfig()
+VIDEO_IDS = ("v0", "v1", "v2")
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("videos")
+    for seed, vid in enumerate(VIDEO_IDS):
+        write_video(make_scene(seed, height=96, width=128, n_frames=10, n_static=0).frames, root / f"{vid}.mp4")
+    bad = tmp_path_factory.mktemp("bad")
+    (bad / "corrupt.mp4").write_bytes(os.urandom(4096))
+    return {**{vid: root / f"{vid}.mp4" for vid in VIDEO_IDS}, "dir": root, "corrupt": bad / "corrupt.mp4",
+            "missing": bad / "does_not_exist.mp4"}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    return table.sort_by([("video_id", "ascending"), ("frame_index", "ascending")])
+
+
+def _keys(table: pa.Table) -> list[tuple[str, int]]:
+    return list(zip(table["video_id"].to_pylist(), table["frame_index"].to_pylist()))
+
+
+def _mine_ray(inputs, out, **kw):
+    kw.setdefault("actors", 2)
+    return run_mine_job_ray([str(i) for i in inputs], str(out), CONFIG, **kw)
+
+
+def test_ray_rows_equal_local_rows(videos, ray_local, tmp_path):
+    inputs = [videos["dir"]]
+    local = run_mine_job([str(i) for i in inputs], str(tmp_path / "local"), CONFIG)
+    seen = []
+    remote = _mine_ray(inputs, tmp_path / "ray", progress=lambda r, s: seen.append((r.video_id, r.pairs)))
+    assert remote.exit_code == local.exit_code == 0
+    assert remote.as_dict() | {"seconds": 0} == local.as_dict() | {"seconds": 0}
+    a, b = _sorted(read_frames(str(tmp_path / "local"))), _sorted(read_frames(str(tmp_path / "ray")))
+    assert a.num_rows > 0 and set(a["video_id"].to_pylist()) == set(VIDEO_IDS)
+    assert a.equals(b)
+    assert sorted(v for v, _ in seen) == sorted(VIDEO_IDS)  # one progress call per video
+    assert sum(p for _, p in seen) == remote.pairs
+    # The driver never held frames: each item was committed by an actor, with the same stats.
+    assert [s.frames for s in committed_items(str(tmp_path / "ray"))] == \
+        [s.frames for s in committed_items(str(tmp_path / "local"))]
+
+
+def test_bad_inputs_become_failure_rows(videos, ray_local, tmp_path):
+    inputs = [videos["v0"], videos["corrupt"], videos["missing"]]
+    summary = _mine_ray(inputs, tmp_path / "out")
+    assert summary.exit_code == 1
+    assert (summary.videos_ok, summary.videos_failed) == (1, 2)
+    failures = read_failures(str(tmp_path / "out"))
+    kinds = dict(zip(failures["input"].to_pylist(), failures["error_type"].to_pylist()))
+    assert kinds == {str(videos["corrupt"]): "not_a_video", str(videos["missing"]): "not_found"}
+    assert read_frames(str(tmp_path / "out"))["video_id"].unique().to_pylist() == ["v0"]
+    local = run_mine_job([str(i) for i in inputs], str(tmp_path / "local"), CONFIG)
+    assert [f["error_type"] for f in local.failures] == [f["error_type"] for f in summary.failures]
+
+
+def test_resume_mines_only_the_uncommitted_item(videos, ray_local, tmp_path):
+    out = tmp_path / "out"
+    first = _mine_ray([videos["dir"]], out)
+    assert first.videos_ok == 3
+    rows = _sorted(read_frames(str(out)))
+    writer = ShardWriter(str(out))
+    markers = {vid: out / writer.stats_path(str(videos[vid])) for vid in VIDEO_IDS}
+    before = {vid: p.stat().st_mtime_ns for vid, p in markers.items()}
+    markers["v1"].unlink()
+    second = _mine_ray([videos["dir"]], out)
+    assert (second.videos_ok, second.videos_skipped, second.videos_failed) == (1, 2, 0)
+    assert markers["v1"].exists()
+    assert markers["v0"].stat().st_mtime_ns == before["v0"] and markers["v2"].stat().st_mtime_ns == before["v2"]
+    again = _sorted(read_frames(str(out)))
+    assert again.equals(rows)
+    assert len(set(_keys(again))) == again.num_rows
+    third = _mine_ray([videos["dir"]], out)  # nothing left: no actor pool is even started
+    assert (third.videos_ok, third.videos_skipped) == (0, 3) and third.exit_code == 0
+
+
+@pytest.mark.slow
+def test_a_crashing_worker_becomes_worker_lost_and_retry_failed_mines_it_again(videos, ray_local, tmp_path,
+                                                                               monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setenv(CRASH_ENV, "v1")
+    crashed = _mine_ray([videos["dir"]], out, max_task_retries=1)
+    assert crashed.exit_code == 1
+    assert (crashed.videos_ok, crashed.videos_failed) == (2, 1)
+    failures = read_failures(str(out)).to_pylist()
+    assert [(f["video_id"], f["error_type"], f["attempts"]) for f in failures] == [("v1", "worker_lost", 2)]
+    assert set(read_frames(str(out))["video_id"].to_pylist()) == {"v0", "v2"}
+
+    monkeypatch.delenv(CRASH_ENV)
+    rerun = _mine_ray([videos["dir"]], out)  # a plain rerun keeps the failure: it is committed
+    assert (rerun.videos_ok, rerun.videos_skipped) == (0, 3)
+    retried = _mine_ray([videos["dir"]], out, retry_failed=True)
+    assert (retried.videos_ok, retried.videos_skipped, retried.videos_failed) == (1, 2, 0)
+    assert read_failures(str(out)).num_rows == 0
+    table = read_frames(str(out))
+    assert set(table["video_id"].to_pylist()) == set(VIDEO_IDS)
+    assert len(set(_keys(table))) == table.num_rows
+
+
+def test_retry_failed_with_the_local_engine_too(videos, tmp_path):
+    out = tmp_path / "out"
+    bad = tmp_path / "flaky.mp4"
+    bad.write_bytes(os.urandom(2048))
+    assert run_mine_job([str(bad)], str(out), CONFIG).exit_code == 3
+    write_video(make_scene(7, height=96, width=128, n_frames=10, n_static=0).frames, bad)  # fixed
+    assert run_mine_job([str(bad)], str(out), CONFIG).videos_skipped == 1
+    fixed = run_mine_job([str(bad)], str(out), CONFIG, retry_failed=True)
+    assert (fixed.videos_ok, fixed.videos_failed, fixed.exit_code) == (1, 0, 0)
+    assert read_failures(str(out)).num_rows == 0 and read_frames(str(out)).num_rows > 0
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"actors": 3, "cpus_per_actor": 1.0}, "needs 3 CPUs"),
+    ({"actors": 1, "cpus_per_actor": 4.0}, "needs 4 CPUs"),
+    ({"actors": 1, "gpus_per_actor": 1.0}, "GPUs"),
+    ({"actors": 0}, "at least 1"),
+])
+def test_a_pool_the_cluster_cannot_hold_is_refused(videos, ray_local, tmp_path, kw, words):
+    with pytest.raises(MineUsageError, match=words):
+        _mine_ray([videos["v0"]], tmp_path / "out", **kw)
+    assert not (tmp_path / "out").exists()
+
+
+def test_default_pool_size():
+    assert default_actors(2, 0) == 1
+    assert default_actors(1, 0) == 1
+    assert default_actors(16, 0, cpus_per_actor=2) == 7
+    assert default_actors(64, 4, cpus_per_actor=1, gpus_per_actor=1) == 4
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def _cli(*args, env_extra=None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", **(env_extra or {}))
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.run([sys.executable, "-m", "dynocc.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+@pytest.mark.slow
+def test_cli_ray_engine_crash_summary_and_exit_codes(videos, tmp_path):
+    out = tmp_path / "out"
+    r = _cli("mine", videos["dir"], videos["corrupt"], "--out", out, "--quiet", "--actors", "1",
+             "--max-retries", "0", env_extra={CRASH_ENV: "v2"})
+    assert r.returncode == 1, r.stderr
+    assert "videos ok: 2  failed: 2  already done: 0" in r.stdout
+    assert r.stdout.splitlines()[0].startswith("videos ok:")  # Ray prints nothing on stdout
+    assert "Traceback" not in r.stderr
+    failed = sorted(line for line in r.stderr.splitlines() if line.startswith("failed:"))
+    assert len(failed) == 2 and "worker_lost" in failed[1] and "not_a_video" in failed[0], r.stderr
+    local = _cli("mine", videos["dir"], "--out", out, "--quiet", "--engine", "local", "--retry-failed")
+    assert local.returncode == 0, local.stderr
+    assert "videos ok: 1  failed: 0  already done: 2" in local.stdout
+
+
+def test_cli_refuses_a_pool_too_big_and_ray_flags_with_the_local_engine(videos, tmp_path):
+    r = _cli("mine", videos["v0"], "--out", tmp_path / "out", "--quiet", "--actors", "64")
+    assert r.returncode == 2
+    assert "64 actors" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("mine", videos["v0"], "--out", tmp_path / "out", "--engine", "local", "--actors", "2")
+    assert r.returncode == 2 and "--actors" in r.stderr
+    assert not (tmp_path / "out").exists()
