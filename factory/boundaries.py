@@ -39,27 +39,31 @@ from .sampling import sample
 # Dense per-flow geometry (eqs. 1-2)
 
 
-def flow_jacobian(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(du/dx, du/dy, dv/dx, dv/dy) of a flow field (H, W, 2), Sobel 3x3 scaled to px/px."""
+def flow_jacobian(flow: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(du/dx, du/dy, dv/dx, dv/dy) of a flow field (H, W, 2), Sobel 3x3 scaled to px/px (divided by
+    ``scale`` for a flow sampled every ``scale`` px). Views into two (H, W, 2) arrays, no copies."""
     flow = np.asarray(flow, np.float32)
-    gx = cv2.Sobel(flow, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
-    gy = cv2.Sobel(flow, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
-    ux, vx = cv2.split(gx)
-    uy, vy = cv2.split(gy)
-    return ux, uy, vx, vy
+    gx = cv2.Sobel(flow, cv2.CV_32F, 1, 0, ksize=3, scale=0.125 / scale)
+    gy = cv2.Sobel(flow, cv2.CV_32F, 0, 1, ksize=3, scale=0.125 / scale)
+    return gx[..., 0], gy[..., 0], gx[..., 1], gy[..., 1]
 
 
 def structure_axis(jacobian, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """(cos 2θ, sin 2θ) of the principal eigenvector d = (cos θ, sin θ) of the smoothed JᵀJ."""
     ux, uy, vx, vy = jacobian
-    tensor = cv2.merge([ux * ux + vx * vx, uy * uy + vy * vy, ux * uy + vx * vy])
-    sxx, syy, sxy = cv2.split(cv2.GaussianBlur(tensor, (0, 0), sigma))
-    a = sxx - syy
-    b = 2.0 * sxy
+    tensor = np.empty(ux.shape + (3,), np.float32)
+    np.add(ux * ux, vx * vx, out=tensor[..., 0])
+    np.add(uy * uy, vy * vy, out=tensor[..., 1])
+    np.add(ux * uy, vx * vy, out=tensor[..., 2])
+    k = 2 * int(np.ceil(2 * sigma)) + 1  # truncated at 2 sigma
+    t = cv2.GaussianBlur(tensor, (k, k), sigma)
+    a = t[..., 0] - t[..., 1]
+    b = 2.0 * t[..., 2]
     r = cv2.magnitude(a, b)
     flat = r <= 1e-12
-    r[flat] = 1.0
-    a[flat] = 1.0  # no structure: d = (1, 0), as atan2(0, 0) = 0 gives
+    if flat.any():
+        r[flat] = 1.0
+        a[flat] = 1.0  # no structure: d = (1, 0), as atan2(0, 0) = 0 gives
     return a / r, b / r
 
 
@@ -121,10 +125,7 @@ def analysis_flow(flow: np.ndarray, scale: int) -> np.ndarray:
 def flow_geometry(flow: np.ndarray, config: BoundaryConfig) -> FlowGeometry:
     """Eqs. 1-2 on the flow at the analysis scale; derivatives in px per full-resolution px."""
     s = config.analysis_scale
-    low = analysis_flow(flow, s)
-    jac = flow_jacobian(low)
-    if s != 1:
-        jac = tuple(j * (1.0 / s) for j in jac)
+    jac = flow_jacobian(analysis_flow(flow, s), s)
     cos2, sin2 = structure_axis(jac, max(config.normal_sigma / s, 0.5))
     ux, uy, vx, vy = jac
     grad = np.abs(ux) + np.abs(uy) + np.abs(vx) + np.abs(vy)
@@ -265,9 +266,10 @@ class Boundaries:
 
     @property
     def distance(self) -> np.ndarray:
-        """Distance (px, float32) of every pixel to the nearest boundary pixel, computed once."""
+        """Distance (px, float32) of every pixel to the nearest boundary pixel, exact up to
+        ``NEAR_RADIUS`` px and ``NEAR_RADIUS + 0.5`` beyond (all the alignment test reads); computed once."""
         if self._distance is None:
-            self._distance = boundary_distance(self.mask)
+            self._distance = near_distance(self.mask)
         return self._distance
 
     @staticmethod
@@ -368,6 +370,41 @@ def remove_small_pieces(mask: np.ndarray, min_size: int) -> np.ndarray:
     keep = stats[:, cv2.CC_STAT_AREA] >= min_size
     keep[0] = False
     return keep[labels]
+
+
+NEAR_RADIUS = 3
+
+
+def _near_tables(radius: int):
+    offsets = [(dx, dy) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+    r2 = sorted({dx * dx + dy * dy for dx, dy in offsets if 0 < dx * dx + dy * dy <= radius * radius})
+    kernels = []
+    for r in r2:
+        k = np.zeros((2 * radius + 1, 2 * radius + 1), np.uint8)
+        for dx, dy in offsets:
+            if dx * dx + dy * dy <= r:
+                k[dy + radius, dx + radius] = 1
+        kernels.append(k)
+    # count of the discs that reach a pixel -> its distance (all discs: on the boundary).
+    lut = np.full(256, radius + 0.5, np.float32)
+    values = [0.0] + [float(np.sqrt(r)) for r in r2]
+    for count in range(1, len(values) + 1):
+        lut[count] = values[len(values) - count]
+    return kernels, lut
+
+
+_NEAR = _near_tables(NEAR_RADIUS)
+
+
+def near_distance(boundary: np.ndarray) -> np.ndarray:
+    """Euclidean distance (px, float32) to the nearest boundary pixel, exact up to NEAR_RADIUS px and
+    NEAR_RADIUS + 0.5 beyond: a stack of disc dilations (much cheaper than a distance transform)."""
+    kernels, lut = _NEAR
+    src = boundary.view(np.uint8) if boundary.dtype == bool else (boundary > 0).astype(np.uint8)
+    count = src.copy()
+    for k in kernels:
+        count += cv2.dilate(src, k)
+    return cv2.LUT(count, lut) if count.size else count.astype(np.float32)
 
 
 def boundary_distance(boundary: np.ndarray) -> np.ndarray:

@@ -85,7 +85,9 @@ class VoteConfig(_Strict):
         2.0, gt=0, description="a warped p aligns if within this of the nearby frame's boundaries, px (ours)"
     )
     align_margin: float = Field(
-        0.75, ge=0, description="... and this much nearer to them than the other side's warp, px (ours)"
+        1.0, ge=0,
+        description="... and this much nearer to them than the other side's warp, px (ours; distances are exact "
+        "up to 3 px, so keep align_tolerance + align_margin <= 3)",
     )
     delta: float = Field(0.3, ge=0, lt=1, description="eq. 4 threshold delta on (c1 - c2) / c (ours; the paper gives none)")
     vote_rule: Literal["both", "sum"] = Field(
@@ -116,7 +118,7 @@ class PairConfig(_Strict):
     foreground_max_distance: float = Field(7.0, gt=0, description="p_f within this of the boundary (paper: 7 px)")
     min_distance: float = Field(2.0, ge=0, description="sampled points at least this far from the boundary (ours)")
     anchor_offset: float = Field(
-        3.0, ge=0, description="the boundary point is pushed 3-7 px (this + 4) into the foreground (ours)"
+        5.0, ge=0, description="the boundary point is pushed this far (up to the 7 px of p_f) into the foreground (ours)"
     )
     point_margin: float = Field(
         2.5, ge=0, description="the point this much nearer the boundary must also pass the side test (ours)"

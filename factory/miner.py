@@ -6,10 +6,16 @@ many videos. It streams: only the frames t−b … t+2b and their flows are held
 Per frame t (b = baseline = 2, paper section 3.4):
 
 1. flows F(t→t±b) and back F(t±b→t), two flow calls per frame in all (each pair is used both ways);
-2. boundaries of t and of t±b (:mod:`.boundaries`, section 3.1);
+2. boundaries of t and of t±b (:mod:`.boundaries`, section 3.1): each frame's boundaries (and the
+   distance map the vote reads when the frame is a neighbour) are computed once and reused by the
+   frames t−b and t+b;
 3. the depth-order vote (:mod:`.vote`, section 3.2);
 4. pairs (:mod:`.pairs`, section 3.3), with a random generator seeded by (seed, video id, t),
    so the same input and config give identical rows.
+
+Everything but the flow is vectorised NumPy/OpenCV: dense work at the analysis scale (half
+resolution by default), the rest on the sparse boundary pixels. ``benchmarks/bench_miner.py``
+measures its cost against the flow's.
 """
 
 from __future__ import annotations

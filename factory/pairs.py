@@ -11,12 +11,17 @@ pointing into the foreground:
 * one ordered pair (p, p_b) with p closer, one equal pair (p, p_f) (paper).
 
 Ours, because DIS spreads the occluder's motion 3-8 px into the background so that p itself is
-often on the background side: p is replaced by an *anchor* pushed ``anchor_offset`` px into the
-foreground, the side motions are read ``side_flow_offset`` px out (beyond the bleed), and every
-point must pass a photometric side test (:func:`matches_motion`): its patch, moved by its own
-side's motion, must match the nearby frame clearly better than when moved by the other side's.
-A foreground point (anchor, p_f) must pass in both nearby frames; a background point in at least
-one (near the edge it may be hidden in the other).
+often on the background side: p is replaced by an *anchor* ``anchor_offset``-7 px into the
+foreground (within the paper's 7 px), the side motions are read ``side_flow_offset`` px out
+(beyond the bleed), and every point must pass a photometric side test (:func:`side_test`): its
+patch (a 5-pixel cross), moved by its own side's motion, must match the nearby frame clearly
+better than when moved by the other side's. The point ``point_margin`` px nearer the boundary
+must pass too. A foreground point (anchor, p_f) must pass in both nearby frames; a background
+point in at least one (near the edge it may be hidden in the other). Boundary pixels whose two
+sides move alike (``min_motion_difference``) give no pairs.
+
+Cost: each search draws its tries in three rounds (1, 3, the rest) over all points at once, and
+the background and foreground points are only searched for boundary pixels that got an anchor.
 
 Output convention (schema v1): ordinal +1 = A closer than B. Half of the ordered pairs are
 stored as (p_b, p, −1) so that the ordinals are balanced.
@@ -26,14 +31,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from .config import PairConfig, VoteConfig
 from .sampling import inside, sample
 from .vote import BoundaryPixels
 
-_PATCH = np.array([(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], np.float32)
+_PATCH = np.array([(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)], np.float32)
 
 
 @dataclass(frozen=True)
@@ -63,14 +67,9 @@ class FrameContext:
     neighbours: tuple[np.ndarray, ...]  # grey float32 frames t−b, t+b
     flows: tuple[np.ndarray, ...]  # F from t to each neighbour
 
-    def blurred(self, sigma: float = 1.0):
-        """(grey t, grey neighbours, flows) with the grey images blurred, for per-pixel photometric tests."""
-        blur = lambda g: cv2.GaussianBlur(g, (0, 0), sigma)  # noqa: E731
-        return blur(self.gray), tuple(blur(n) for n in self.neighbours), self.flows
-
 
 def patch_error(ctx: FrameContext, which: int, x: np.ndarray, y: np.ndarray, motion: np.ndarray) -> np.ndarray:
-    """Mean absolute grey difference of the 3×3 patch at (x, y) in t and at (x, y) + motion in neighbour ``which``."""
+    """Mean absolute grey difference of the patch at (x, y) in t and at (x, y) + motion in neighbour ``which``."""
     px = x[:, None] + _PATCH[None, :, 0]
     py = y[:, None] + _PATCH[None, :, 1]
     here = sample(ctx.gray, px, py)
@@ -79,21 +78,33 @@ def patch_error(ctx: FrameContext, which: int, x: np.ndarray, y: np.ndarray, mot
 
 
 def side_test(ctx: FrameContext, x, y, own: list[np.ndarray], other: list[np.ndarray], vote: VoteConfig) -> np.ndarray:
-    """Photometric side test in each nearby frame k, (n, K) bool: the 3×3 patch at (x, y) moves with
-    ``own[k]`` (error at most ``photometric_max_error``) and clearly not with ``other[k]`` (error
-    below ``photometric_margin`` times the other's)."""
-    n = len(x)
-    px = (x[:, None] + _PATCH[None, :, 0]).astype(np.float32)
-    py = (y[:, None] + _PATCH[None, :, 1]).astype(np.float32)
+    """Photometric side test in each nearby frame k: the patch at each point moves with ``own[k]``
+    (mean error at most ``photometric_max_error``) and clearly not with ``other[k]`` (error below
+    ``photometric_margin`` times the other's).
+
+    ``x``, ``y``: (n,) or (n, m) points, ``m`` points sharing the motions (n, 2) of their row.
+    Returns (n, K) or (n, m, K) bool.
+    """
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y, np.float32)
+    flat = x.ndim == 1
+    if flat:
+        x, y = x[:, None], y[:, None]
+    n, m = x.shape
+    p = len(_PATCH)
+    px = (x[:, :, None] + _PATCH[None, None, :, 0]).reshape(n, m * p)
+    py = (y[:, :, None] + _PATCH[None, None, :, 1]).reshape(n, m * p)
     here = sample(ctx.gray, px, py)
-    out = np.empty((n, len(ctx.neighbours)), bool)
+    here2 = np.concatenate([here, here])
+    out = np.empty((n, m, len(ctx.neighbours)), bool)
+    limit = vote.photometric_max_error * p
     for k, nb in enumerate(ctx.neighbours):
         qx = np.concatenate([px + own[k][:, 0:1], px + other[k][:, 0:1]])
         qy = np.concatenate([py + own[k][:, 1:2], py + other[k][:, 1:2]])
-        err = np.abs(np.concatenate([here, here]) - sample(nb, qx, qy)).mean(axis=1)
+        err = np.abs(here2 - sample(nb, qx, qy)).reshape(2 * n, m, p).sum(axis=2)
         e_own, e_other = err[:n], err[n:]
-        out[:, k] = (e_own <= vote.photometric_max_error) & (e_own < vote.photometric_margin * e_other)
-    return out
+        out[:, :, k] = (e_own <= limit) & (e_own < vote.photometric_margin * e_other)
+    return out[:, 0] if flat else out
 
 
 def matches_motion(ctx, which, x, y, own, other, vote: VoteConfig) -> np.ndarray:
@@ -174,12 +185,11 @@ def extract_pairs(
         if len(i) == 0:
             return ok
         j = idx[i]
-        qx = np.concatenate([cx[i], cx[i] - m * toward[0][j]])
-        qy = np.concatenate([cy[i], cy[i] - m * toward[1][j]])
-        passed = side_test(ctx, qx, qy, [np.concatenate([o[j], o[j]]) for o in own],
-                           [np.concatenate([o[j], o[j]]) for o in other], vote_cfg)
-        passed = passed.all(axis=1) if everywhere else passed.any(axis=1)
-        ok[i] = passed[: len(i)] & passed[len(i):]
+        qx = np.stack([cx[i], cx[i] - m * toward[0][j]], axis=1)
+        qy = np.stack([cy[i], cy[i] - m * toward[1][j]], axis=1)
+        passed = side_test(ctx, qx, qy, [o[j] for o in own], [o[j] for o in other], vote_cfg)  # (n, 2, K)
+        passed = passed.all(axis=2) if everywhere else passed.any(axis=2)
+        ok[i] = passed.all(axis=1)
         return ok
 
     def foreground_ok(idx, cx, cy):  # in every nearby frame: the foreground is never hidden
@@ -189,7 +199,8 @@ def extract_pairs(
         return side_ok(idx, cx, cy, (-sx, -sy), bg, fg, False)
 
     a = pair_cfg.anchor_offset
-    ax, ay, a_ok = _search(ctx, x, y, sx, sy, a, a + 4.0, pair_cfg.tries, rng, foreground_ok)
+    a_hi = max(a, pair_cfg.foreground_max_distance)
+    ax, ay, a_ok = _search(ctx, x, y, sx, sy, a, a_hi, pair_cfg.tries, rng, foreground_ok)
     sel = np.nonzero(a_ok)[0]
     ax, ay = ax[sel], ay[sel]
     x, y, sx, sy = x[sel], y[sel], sx[sel], sy[sel]

@@ -1,7 +1,7 @@
 """Depth-order estimation, DynOcc section 3.2 (eq. 4), plus the occlusion cue of its ref. [27].
 
 Boundaries in, labels out. For each boundary pixel p with normal d, helper pixels
-``p1 = p + r·d`` and ``p2 = p − r·d`` (r = 5 px, paper). Assuming side 1 is the foreground,
+``p1 = p + r·d`` and ``p2 = p − r·d`` (paper: r = 5 px; ours: 8, ``helper_offset``). If side 1 is the foreground,
 p moves with F[p1]: warp p by F[p1] and by F[p2] into the frame ``baseline`` away and call a
 warp *aligned* when it lands on that frame's boundaries. Over a segment of c pixels, side 1 is
 foreground via F when ``(c1 − c2) / c > δ`` (eq. 4), side 2 when ``(c2 − c1) / c > δ``; a segment
@@ -13,9 +13,10 @@ Ours, measured on the synthetic scenes (``tests/test_miner_stages.py``):
   "side 1" flips between neighbouring pixels of a near-horizontal edge);
 * a warp counts as aligned for one side only when it lands within ``align_tolerance`` of the
   nearby frame's boundaries *and* ``align_margin`` px nearer to them than the other side's warp;
-* ``vote_rule="sum"``: the two nearby frames' scores are added and the sum must pass 2δ while
-  neither frame says the opposite by more than δ (the paper's rule, ``"both"``, requires each
-  to pass δ; near the ends of a clip one frame's boundaries are weaker and it abstains);
+* ``vote_rule``: ``"both"`` (default) is the paper's rule; ``"sum"`` adds the two nearby frames'
+  scores and needs the sum past 2δ with neither saying the opposite by more than δ (more pairs,
+  less accurate: measured 98.3% against 99.4% ordered-pair accuracy on the synthetic scenes);
+* segments of fewer than ``min_segment_pixels`` pixels are not voted on;
 * the occlusion cue — pixels whose forward flow is not undone by the backward flow vanish in the
   other frame and lie on the background side — may veto a segment whose vote it contradicts.
 

@@ -26,8 +26,8 @@ ORDERED_BAR = 0.985  # acceptance line: 0.97
 EQUAL_BAR = 0.98  # acceptance line: 0.95
 MIN_PAIRS_MOVING = 100
 H264_BARS = {  # crf: (ordered, equal, min pairs on a moving frame)
-    23: (0.975, 0.97, 100),
-    28: (0.95, 0.95, 50),
+    23: (0.985, 0.98, 100),
+    28: (0.965, 0.965, 60),
 }
 
 

@@ -16,6 +16,7 @@ import pytest
 from dynocc.factory.boundaries import (
     FlowGeometry,
     boundary_confidence,
+    near_distance,
     detect_boundaries,
     divergence_along_normal,
     edge_normal,
@@ -28,7 +29,7 @@ from dynocc.factory.miner import DynOccMiner
 from dynocc.factory.sampling import inside, sample
 from dynocc.factory.synthetic import make_scene
 from dynocc.factory.boundaries import Boundaries
-from dynocc.factory.vote import NeighbourView, alignment_vote, split_segments, vote_depth_order
+from dynocc.factory.vote import NeighbourView, alignment_vote, combine_alignment, split_segments, vote_depth_order
 
 SEEDS = (0, 1, 2, 3, 4, 5)
 
@@ -183,6 +184,26 @@ def test_alignment_vote_finds_the_side_the_edge_moves_with(fg_right):
     assert np.all(vote_depth_order(px, prev, nxt, cfg) == expected)
     # The paper's rule: both nearby frames must agree.
     assert np.all(vote_depth_order(px, prev, _vertical_edge_views(not fg_right)[1][1], cfg) == 0)
+
+
+def test_vote_rules():
+    s_prev = np.array([0.5, 0.5, 0.9, -0.5, 0.1, 0.5])
+    s_next = np.array([0.5, 0.1, 0.0, -0.5, 0.1, -0.4])
+    both = combine_alignment(s_prev, s_next, VoteConfig(vote_rule="both", delta=0.3))
+    np.testing.assert_array_equal(both, [1, 0, 0, -1, 0, 0])  # paper: each frame passes delta
+    total = combine_alignment(s_prev, s_next, VoteConfig(vote_rule="sum", delta=0.3))
+    np.testing.assert_array_equal(total, [1, 0, 1, -1, 0, 0])  # sum > 2 delta, no frame says the opposite
+
+
+def test_near_distance_is_exact_up_to_three_px():
+    rng = np.random.default_rng(2)
+    mask = rng.random((60, 80)) > 0.99
+    exact = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    near = near_distance(mask)
+    close = exact <= 3
+    np.testing.assert_allclose(near[close], exact[close], atol=1e-5)
+    assert (near[~close] == 3.5).all()
+    assert (near_distance(np.zeros((5, 6), bool)) == 3.5).all()
 
 
 def test_sample_bilinear_and_inside():
