@@ -52,6 +52,12 @@ class BoundaryPixels:
     def segment_sizes(self) -> np.ndarray:
         return np.bincount(self.segment, minlength=self.n_segments)
 
+    def of_segments(self, which: np.ndarray) -> "BoundaryPixels":
+        """The pixels of the segments where ``which`` (bool per segment) holds; segment ids are kept."""
+        keep = which[self.segment]
+        return BoundaryPixels(self.ys[keep], self.xs[keep], self.normal_x[keep], self.normal_y[keep],
+                              self.segment[keep], self.n_segments)
+
 
 @dataclass(frozen=True)
 class NeighbourView:
@@ -169,9 +175,10 @@ def vote_depth_order(pixels: BoundaryPixels, prev: NeighbourView, next_: Neighbo
     label = combine_alignment(alignment_score(pixels, prev, config), alignment_score(pixels, next_, config), config)
     small = pixels.segment_sizes() < config.min_segment_pixels
     label[small] = 0
-    if config.occlusion_veto:
+    if config.occlusion_veto and label.any():
+        voted = pixels.of_segments(label != 0)  # the veto only matters there
         for view in (prev, next_):
             if view.back_flow is not None:
-                occ = occlusion_vote(pixels, view, config)
+                occ = occlusion_vote(voted, view, config)
                 label[occ == -label] = 0
     return label
