@@ -159,7 +159,7 @@ def throughput(clips: list[str], tmp: Path, actor_counts: list[int]) -> dict:
            lambda out: run_mine_job_ray(clips, str(out), config, actors=a_max))  # starts and stops Ray
     assert not ray.is_initialized()
     t = time.perf_counter()
-    ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
     ray_start = time.perf_counter() - t
     try:
         for a in actor_counts:
@@ -214,7 +214,7 @@ def memory_child(mode: str, listarg: str, out: str) -> None:
 
     config = MinerConfig()
     result: dict = {"mode": mode}
-    ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
     base = _status_mb("VmRSS") or _peak_mb()
     result["peak_reset"] = _reset_peak()  # else the peak of the imports and ray.init hides the growth
     t = time.perf_counter()

@@ -151,6 +151,43 @@ def mine_item(
     return result
 
 
+class VideoItemMiner:
+    """DynOcc work: a video or frame folder in, one frame row per mined frame out.
+
+    The engines only see this small interface (``config``, ``resolve``, ``mine``), so the stereo
+    branch (:class:`~.stereo_job.StereoItemMiner`) runs on the same planning, resume, failure
+    handling, writer and Ray actor pool.
+    """
+
+    def __init__(self, config: MinerConfig):
+        self.config = config
+        self.miner = DynOccMiner(config)
+
+    @staticmethod
+    def resolve(inputs: list[str], source: Optional[SourceOptions] = None):
+        return resolve_inputs(inputs, source)
+
+    def mine(self, item: WorkItem, on_frame: Optional[Callable[[MinedFrame], None]] = None) -> ItemResult:
+        return mine_item(self.miner, item, on_frame=on_frame)
+
+
+def item_miner_for(config) -> "VideoItemMiner":
+    """The item miner a job's config asks for: DynOcc for a MinerConfig, ReDWeb stereo for a StereoJobConfig."""
+    if isinstance(config, MinerConfig):
+        return VideoItemMiner(config)
+    from .stereo_job import StereoItemMiner  # noqa: PLC0415
+
+    return StereoItemMiner(config)
+
+
+def resolver_for(config) -> Callable:
+    if isinstance(config, MinerConfig):
+        return VideoItemMiner.resolve
+    from .stereo_job import StereoItemMiner  # noqa: PLC0415
+
+    return StereoItemMiner.resolve
+
+
 def resolve_key(failure: dict) -> str:
     """Item key under which a resolve failure is committed."""
     return f"resolve:{failure['input']}"
@@ -168,13 +205,14 @@ class MinePlan:
 
 
 def plan_mine_job(inputs: list[str], out: str, storage_options: Optional[dict] = None,
-                  retry_failed: bool = False, source: Optional[SourceOptions] = None) -> MinePlan:
+                  retry_failed: bool = False, source: Optional[SourceOptions] = None,
+                  resolve: Callable = resolve_inputs) -> MinePlan:
     """Resolve ``inputs`` and compare with what ``out`` already holds (read only, writes nothing).
 
     An item is done when its commit marker exists. With ``retry_failed``, work items committed
     *with failures* are to be mined again (resolve failures are re-checked on every run anyway).
     """
-    items, resolve_failures = resolve_inputs(inputs, source)
+    items, resolve_failures = resolve(inputs, source)
     committed = {s.item_key: s for s in committed_items(out, storage_options)}
     forget: list[ItemStats] = []
     if retry_failed:
@@ -260,14 +298,14 @@ def run_mine_job(
     start = time.perf_counter()
     summary = JobSummary()
     writer = ShardWriter(out, rows_per_shard=rows_per_shard, storage_options=storage_options)
-    plan = plan_mine_job(inputs, out, storage_options, retry_failed, config.source)
+    plan = plan_mine_job(inputs, out, storage_options, retry_failed, config.source, resolver_for(config))
     forget_items(out, plan.forget, storage_options)
     write_resolve_failures(writer, plan.resolve_failures, summary, progress)
     summary.videos_skipped = plan.skipped
-    miner = DynOccMiner(config)
+    worker = item_miner_for(config)
     for item in plan.todo:
         hook = (lambda mined, vid=item.video_id: on_frame(vid, mined)) if on_frame else None
-        result = mine_item(miner, item, on_frame=hook)
+        result = worker.mine(item, on_frame=hook)
         writer.write_item(item.input, result.frame_rows, result.failures, result.seconds,
                           extra_stats=item_extra_stats(result))
         account(summary, result)

@@ -9,7 +9,7 @@ Pipeline::
                    max_restarts=..., max_task_retries=...)
     driver: iter_rows() over small stats rows -> progress bar and JobSummary -> writer.finalize()
 
-Each actor builds one :class:`~.miner.DynOccMiner` in ``__init__`` (the flow model is loaded once
+Each actor builds one item miner (:func:`.job.item_miner_for`: the DynOcc miner or the stereo one) in ``__init__`` (the flow model is loaded once
 per actor, not per video) and one :class:`~.writer.ShardWriter`; for every item it calls
 :func:`.job.mine_item` and writes (and commits) the item's shards itself. Frames and pairs never go
 through the driver: it only receives one stats row per item (item key, video id, frame and pair
@@ -70,7 +70,8 @@ from .job import (
     account,
     forget_items,
     item_extra_stats,
-    mine_item,
+    item_miner_for,
+    resolver_for,
     plan_mine_job,
     write_resolve_failures,
 )
@@ -97,9 +98,7 @@ class _MineActor:
 
     def __init__(self, config: MinerConfig, out: str, rows_per_shard: int, storage_options: dict,
                  crash_on: Optional[str] = None):
-        from .miner import DynOccMiner
-
-        self.miner = DynOccMiner(config)
+        self.worker = item_miner_for(config)
         self.writer = ShardWriter(out, rows_per_shard=rows_per_shard, storage_options=storage_options)
         self.crash_on = crash_on or os.environ.get(CRASH_ENV) or None
 
@@ -111,7 +110,7 @@ class _MineActor:
     def mine_one(self, item: WorkItem) -> dict:
         if self.crash_on is not None and item.video_id == self.crash_on:
             os._exit(1)  # test hook: a hard crash, not an exception
-        result = mine_item(self.miner, item)
+        result = self.worker.mine(item)
         frames = len(result.frame_rows)
         committed = True
         try:
@@ -445,7 +444,7 @@ def run_mine_job_ray(
     start = time.perf_counter()
     summary = JobSummary()
     writer = ShardWriter(out, rows_per_shard=rows_per_shard, storage_options=storage_options)
-    plan = plan_mine_job(inputs, out, storage_options, retry_failed, config.source)
+    plan = plan_mine_job(inputs, out, storage_options, retry_failed, config.source, resolver_for(config))
     summary.videos_skipped = plan.skipped
     todo = plan.todo
     started = False

@@ -33,6 +33,10 @@
 * ``file://`` URLs -> local paths; any other scheme -> an ``unsupported_scheme`` failure.
   More schemes may be registered in :data:`RESOLVERS`.
 
+Other media reuse this walker (``@lists``, relative entries, schemes, de-duplication, unique
+ids, order) with their own per-path hooks: :func:`walk_inputs` with a :class:`Media`; see
+:mod:`dynocc.factory.stereo_io` (stereo photos).
+
 Nothing is downloaded here except ``@list`` files; remote items are fetched right before
 decoding by :func:`dynocc.factory.remote.fetch`.
 
@@ -76,6 +80,8 @@ class WorkItem:
     ``'video'`` (local file), ``'frames'`` (local frame folder), ``'http'`` (direct video URL),
     ``'ytdlp'`` (web-video page), ``'fsspec'`` (video file on a store) or ``'fsspec-frames'``
     (frame folder on a store). Remote kinds are downloaded by :func:`~.remote.fetch`.
+    Stereo photos (:mod:`.stereo_io`) add ``'stereo-file'`` and ``'stereo-pair'``, loaded by
+    :func:`~.stereo_io.load_stereo_pair`.
     """
 
     input: str
@@ -315,7 +321,10 @@ def _store_glob(fs, scheme: str, url: str, pattern: str) -> Resolved:
     return items, failures
 
 
-def _resolve_fsspec(url: str, options: Optional[SourceOptions] = None) -> Resolved:
+def store_call(url: str, options: Optional[SourceOptions], body: Callable[..., Resolved]) -> Resolved:
+    """``body(fs, scheme, url, path)`` on the fsspec filesystem of ``url`` (cache invalidated),
+    with its errors as failures: a missing protocol package -> ``unsupported_scheme``, a missing
+    object -> ``not_found``, anything else (credentials, network) -> ``list_failed``."""
     scheme = url.split("://", 1)[0].lower()
     try:
         fs, path = filesystem(url, options)
@@ -325,17 +334,25 @@ def _resolve_fsspec(url: str, options: Optional[SourceOptions] = None) -> Resolv
         return [], [failure(url, "list_failed", f"{url}: {type(e).__name__}: {e}")]
     try:
         fs.invalidate_cache()  # a listing cached earlier in this process may be stale
-        if _has_magic(path):
-            return _store_glob(fs, scheme, url, path)
-        info = fs.info(path)
-        if info.get("type") == "directory":
-            return _store_folder(fs, scheme, path)
-        stem = posixpath.splitext(posixpath.basename(path.rstrip("/")))[0]
-        return [WorkItem(_store_url(scheme, path), stem, "fsspec")], []
+        return body(fs, scheme, url, path)
     except FileNotFoundError:
         return [], [failure(url, "not_found", f"{url}: no such object or folder")]
     except Exception as e:  # noqa: BLE001 - credentials, permissions, network: a failure row
         return [], [failure(url, "list_failed", f"{url}: {type(e).__name__}: {e}")]
+
+
+def _store_entry(fs, scheme: str, url: str, path: str) -> Resolved:
+    if _has_magic(path):
+        return _store_glob(fs, scheme, url, path)
+    info = fs.info(path)
+    if info.get("type") == "directory":
+        return _store_folder(fs, scheme, path)
+    stem = posixpath.splitext(posixpath.basename(path.rstrip("/")))[0]
+    return [WorkItem(_store_url(scheme, path), stem, "fsspec")], []
+
+
+def _resolve_fsspec(url: str, options: Optional[SourceOptions] = None) -> Resolved:
+    return store_call(url, options, _store_entry)
 
 
 # Scheme -> resolver of one URL: ``resolver(url)`` or ``resolver(url, options)``.
@@ -360,6 +377,48 @@ def _takes_options(resolver: Callable) -> bool:
 
 def _call_resolver(resolver: Callable, url: str, options: SourceOptions) -> Resolved:
     return resolver(url, options) if _takes_options(resolver) else resolver(url)
+
+
+# --------------------------------------------------------------------------- other media
+
+
+@dataclass(frozen=True)
+class Media:
+    """The per-path hooks of another kind of media for :func:`walk_inputs` (videos need none).
+
+    The walker keeps what is common: ``@lists`` (local or remote, nested, each read once),
+    entries relative to their list's folder or URL, dispatch by URL scheme, de-duplication,
+    unique ids and the order. A media gives:
+
+    ``local(path, options)``   resolves one local path (file, folder or glob);
+    ``resolvers``              URL scheme -> ``resolver(url, options)``; other schemes are
+                               ``unsupported_scheme`` failures; ``file://`` URLs go to ``local``
+                               unless ``resolvers`` has ``'file'``;
+    ``read_list``              optional ``read_list(data, name, location, options)``, called with
+                               the bytes of every list file: return ``(items, failures)`` to take
+                               the file over (a csv of stereo pairs), or ``None`` to read it as a
+                               list of inputs;
+    ``list_suffixes``          entries with these extensions (``{'.csv'}``) are read as list files
+                               even without ``@``;
+    ``dedup_key``              optional ``dedup_key(item)``: items with equal keys are one item
+                               (default: the real path, or the URL as written);
+    ``ytdl``                   whether ``ytdl:`` entries are resolved (as web video) or are
+                               ``unsupported_scheme`` failures.
+    """
+
+    local: Callable[[str, SourceOptions], Resolved]
+    resolvers: dict[str, Callable[..., Resolved]]
+    read_list: Optional[Callable[[bytes, str, str, SourceOptions], Optional[Resolved]]] = None
+    list_suffixes: frozenset[str] = frozenset()
+    dedup_key: Optional[Callable[[WorkItem], str]] = None
+    ytdl: bool = False
+    name: str = "media"
+
+
+def entry_suffix(entry: str) -> str:
+    """Lower-case extension of a path or URL (an URL's query and fragment ignored)."""
+    path = unquote(urlparse(entry).path) if _SCHEME.match(entry) else entry
+    return posixpath.splitext(path.rstrip("/"))[1].lower()
 
 
 # --------------------------------------------------------------------------- @list files
@@ -416,8 +475,10 @@ def _join(base: Optional[str], entry: str) -> str:
     return str(Path(base).parent / entry)
 
 
-def _expand_list(entry: str, location: str, seen_lists: set[str], options: SourceOptions) -> Resolved:
-    """Read the list at ``location`` (``entry`` is what named it) and resolve its entries."""
+def _expand_list(entry: str, location: str, seen_lists: set[str], options: SourceOptions,
+                 media: Optional[Media] = None) -> Resolved:
+    """Read the list at ``location`` (``entry`` is what named it) and resolve its entries
+    (``media``: see :class:`Media`; ``None`` for videos)."""
     if location.lower().startswith("file://"):
         location = unquote(urlparse(location).path)
     if _is_url(location):
@@ -442,37 +503,54 @@ def _expand_list(entry: str, location: str, seen_lists: set[str], options: Sourc
             return [], []
         data = list_path.read_bytes()
     seen_lists.add(key)
+    if media is not None and media.read_list is not None:
+        taken = media.read_list(data, name, location, options)
+        if taken is not None:
+            return taken
     try:
         lines = _parse_list(data, name)
     except Exception as e:  # noqa: BLE001 - bad parquet, bad encoding
         return [], [failure(entry, "bad_list", f"{entry}: cannot read the list ({type(e).__name__}: {e})")]
     items, failures = [], []
     for line in lines:
-        i, f = _expand(line, location, seen_lists, options)
+        i, f = _expand(line, location, seen_lists, options, media)
         items += i
         failures += f
     return items, failures
 
 
 def _expand(entry: str, base: Optional[str], seen_lists: set[str],
-            options: Optional[SourceOptions] = None) -> Resolved:
-    """Resolve one input string; ``base`` is the list file (path or URL) it came from."""
+            options: Optional[SourceOptions] = None, media: Optional[Media] = None) -> Resolved:
+    """Resolve one input string; ``base`` is the list file (path or URL) it came from;
+    ``media``: see :class:`Media` (``None``: videos)."""
     options = SourceOptions.coerce(options)
     if entry.startswith("@"):
-        return _expand_list(entry, _join(base, entry[1:].strip()), seen_lists, options)
+        return _expand_list(entry, _join(base, entry[1:].strip()), seen_lists, options, media)
     if entry.lower().startswith(YTDL_PREFIX):
+        if media is not None and not media.ytdl:
+            return [], [failure(entry, "unsupported_scheme", f"{entry}: {YTDL_PREFIX} is for videos, "
+                                f"not for {media.name}")]
         return _resolve_ytdlp(entry[len(YTDL_PREFIX):], forced=True)
+    if media is not None and media.list_suffixes and entry_suffix(entry) in media.list_suffixes:
+        return _expand_list(entry, _join(base, entry), seen_lists, options, media)
     entry = _join(base, entry)  # a relative entry of a remote list becomes an URL
+    resolvers = RESOLVERS if media is None else media.resolvers
     match = _SCHEME.match(entry)
     if match:
         scheme = match.group(1).lower()
-        resolver = RESOLVERS.get(scheme)
+        if media is not None and scheme == "file" and "file" not in resolvers:
+            return media.local(unquote(urlparse(entry).path), options)
+        resolver = resolvers.get(scheme)
         if resolver is None:
+            supported = sorted(set(resolvers) | ({"file"} if media is not None else set()))
+            ytdl = f"{YTDL_PREFIX}URL, " if media is None or media.ytdl else ""
             return [], [failure(entry, "unsupported_scheme",
                                 f"{entry}: URL scheme {scheme!r} is not supported "
-                                f"(supported: {', '.join(sorted(RESOLVERS))}, {YTDL_PREFIX}URL, "
+                                f"(supported: {', '.join(supported)}, {ytdl}"
                                 f"@lists and local paths)")]
         return _call_resolver(resolver, entry, options)
+    if media is not None:
+        return media.local(str(Path(entry).expanduser()), options)
     return resolve_local(str(Path(entry).expanduser()))
 
 
@@ -502,6 +580,28 @@ def _unique_ids(items: list[WorkItem]) -> list[WorkItem]:
     return out
 
 
+def walk_inputs(inputs: list[str], options: "SourceOptions | dict | None" = None,
+                media: Optional[Media] = None) -> tuple[list[WorkItem], list[dict]]:
+    """:func:`resolve_inputs` for any media: the same walk over ``inputs`` (``@lists``, relative
+    entries, schemes), de-duplication, unique ids and order, with ``media``'s hooks for paths
+    and URLs (``None``: videos, exactly :func:`resolve_inputs`)."""
+    options = SourceOptions.coerce(options)
+    items: list[WorkItem] = []
+    failures: list[dict] = []
+    seen_lists: set[str] = set()
+    for entry in inputs:
+        i, f = _expand(str(entry).strip(), None, seen_lists, options, media)
+        items += i
+        failures += f
+    key = _dedup_key if media is None or media.dedup_key is None else media.dedup_key
+    unique: dict[str, WorkItem] = {}
+    for item in sorted(items, key=lambda it: it.input):  # the smallest path wins for aliases
+        unique.setdefault(key(item), item)
+    items = sorted(_unique_ids(list(unique.values())), key=lambda it: (it.video_id, it.input))
+    uniq_failures = {(f["input"], f["error_type"]): f for f in failures}
+    return items, [uniq_failures[k] for k in sorted(uniq_failures)]
+
+
 def resolve_inputs(inputs: list[str], options: "SourceOptions | dict | None" = None
                    ) -> tuple[list[WorkItem], list[dict]]:
     """Expand CLI inputs into ``(work items, failure dicts)``; never raises for bad inputs.
@@ -512,17 +612,4 @@ def resolve_inputs(inputs: list[str], options: "SourceOptions | dict | None" = N
     (or URL), have unique video ids and are sorted by ``(video_id, input)``; failures are unique
     and sorted by ``(input, error_type)``.
     """
-    options = SourceOptions.coerce(options)
-    items: list[WorkItem] = []
-    failures: list[dict] = []
-    seen_lists: set[str] = set()
-    for entry in inputs:
-        i, f = _expand(str(entry).strip(), None, seen_lists, options)
-        items += i
-        failures += f
-    unique: dict[str, WorkItem] = {}
-    for item in sorted(items, key=lambda it: it.input):  # the smallest path wins for aliases
-        unique.setdefault(_dedup_key(item), item)
-    items = sorted(_unique_ids(list(unique.values())), key=lambda it: (it.video_id, it.input))
-    uniq_failures = {(f["input"], f["error_type"]): f for f in failures}
-    return items, [uniq_failures[k] for k in sorted(uniq_failures)]
+    return walk_inputs(inputs, options)
