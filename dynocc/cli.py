@@ -15,21 +15,24 @@ import time
 from typing import Optional
 
 from . import __version__
-from .config_loader import ConfigError, load_miner_config
+from .config_loader import ConfigError, load_config
+from .factory.config import MinerConfig, StereoJobConfig
 from .factory.job import EXIT_USAGE, JobSummary, ItemResult, MineUsageError, run_mine_job
 
 
-def _add_miner_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("miner settings (defaults: the paper's values; see factory/config.py)")
-    g.add_argument("--config", metavar="FILE.yaml", help="miner settings as YAML (same keys as MinerConfig)")
+def _add_config_flags(p: argparse.ArgumentParser, model: str) -> argparse._ArgumentGroup:
+    g = p.add_argument_group(f"settings (defaults: the papers' values; see {model} in factory/config.py)")
+    g.add_argument("--config", metavar="FILE.yaml", help=f"settings as YAML (the keys of {model})")
     g.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set vote.delta=0.4 (repeatable)")
-    g.add_argument("--dataset", help="value of the dataset column (default: dynocc)")
+    g.add_argument("--dataset", help="value of the dataset column")
     g.add_argument("--seed", type=int, help="random seed mixed with each video id (default: 0)")
     g.add_argument("--flow-preset", choices=["ultrafast", "fast", "medium"], help="DIS preset (default: medium)")
-    g.add_argument("--max-long-side", type=int, help="resize frames so the long side is at most this (default: 854)")
-    g.add_argument("--max-frames", type=int, help="mine at most this many frames per video")
-    g.add_argument("--frame-step", type=int, help="keep every n-th decoded frame")
+    g.add_argument("--max-long-side", type=int, help="resize images so the long side is at most this")
+    return g
+
+
+def _add_source_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sources and storage")
     g.add_argument("--max-height", type=int, help="yt-dlp: tallest format to download (default: 720)")
     g.add_argument("--cookies", metavar="FILE", help="cookies.txt for yt-dlp and http downloads")
@@ -37,6 +40,23 @@ def _add_miner_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--storage-options", metavar="JSON", type=_json_object, default=None,
                    help="fsspec options for inputs and --out, e.g. '{\"anon\": false}' "
                         "(S3 also reads AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)")
+
+
+def _add_miner_flags(p: argparse.ArgumentParser) -> None:
+    g = _add_config_flags(p, "MinerConfig")
+    g.add_argument("--max-frames", type=int, help="mine at most this many frames per video")
+    g.add_argument("--frame-step", type=int, help="keep every n-th decoded frame")
+    _add_source_flags(p)
+
+
+def _add_stereo_flags(p: argparse.ArgumentParser) -> None:
+    g = _add_config_flags(p, "StereoJobConfig")
+    g.add_argument("--cross-eyed", action="store_true", default=None,
+                   help="swap the halves of side-by-side files (JPS files store the right view first already)")
+    g.add_argument("--sky", choices=["heuristic", "none"], help="sky detector (default: heuristic)")
+    g.add_argument("--random-pairs", type=int, help="random pairs per image (default: 1000)")
+    g.add_argument("--edge-pairs", type=int, help="pairs across depth edges per image (default: 1000)")
+    _add_source_flags(p)
 
 
 def _json_object(text: str) -> dict:
@@ -67,23 +87,39 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ray-logs", action="store_true", help="show Ray's own logs and progress bars")
 
 
+def _source_overrides(args) -> dict:
+    return {
+        "source.max_height": args.max_height,
+        "source.cookies": args.cookies,
+        "source.max_duration": args.max_duration,
+        "source.storage_options": args.storage_options,
+    }
+
+
 def _miner_config(args):
-    return load_miner_config(
-        args.config,
-        args.assignments,
-        {
-            "dataset": args.dataset,
-            "seed": args.seed,
-            "flow.dis_preset": args.flow_preset,
-            "source.max_height": getattr(args, "max_height", None),
-            "source.cookies": getattr(args, "cookies", None),
-            "source.max_duration": getattr(args, "max_duration", None),
-            "source.storage_options": getattr(args, "storage_options", None),
-            "decode.max_long_side": args.max_long_side,
-            "decode.max_frames": args.max_frames,
-            "decode.frame_step": args.frame_step,
-        },
-    )
+    return load_config(MinerConfig, args.config, args.assignments, {
+        "dataset": args.dataset,
+        "seed": args.seed,
+        "flow.dis_preset": args.flow_preset,
+        "decode.max_long_side": args.max_long_side,
+        "decode.max_frames": args.max_frames,
+        "decode.frame_step": args.frame_step,
+        **_source_overrides(args),
+    })
+
+
+def _stereo_config(args):
+    return load_config(StereoJobConfig, args.config, args.assignments, {
+        "dataset": args.dataset,
+        "seed": args.seed,
+        "stereo.flow.dis_preset": args.flow_preset,
+        "max_long_side": args.max_long_side,
+        "cross_eyed": args.cross_eyed,
+        "stereo.sky_detector": args.sky,
+        "stereo.random_pairs": args.random_pairs,
+        "stereo.edge_pairs": args.edge_pairs,
+        **_source_overrides(args),
+    })
 
 
 class _Progress:
@@ -136,15 +172,23 @@ _RAY_ONLY_FLAGS = (("actors", "--actors"), ("cpus_per_actor", "--cpus-per-actor"
 
 
 def cmd_mine(args) -> int:
-    config = _miner_config(args)
-    from .factory.sources import resolve_inputs
+    return _run_mine(args, _miner_config(args))
+
+
+def cmd_mine_stereo(args) -> int:
+    return _run_mine(args, _stereo_config(args))
+
+
+def _run_mine(args, config) -> int:
+    """Both mining commands: the same engines, resume, failure rows and summary."""
+    from .factory.job import resolver_for
 
     if args.engine == "local":
         given = [flag for dest, flag in _RAY_ONLY_FLAGS if getattr(args, dest) is not None]
         if given:
-            print(f"dynocc mine: {', '.join(given)} only apply to --engine ray", file=sys.stderr)
+            print(f"dynocc {args.command}: {', '.join(given)} only apply to --engine ray", file=sys.stderr)
             return EXIT_USAGE
-    items, resolve_failures = resolve_inputs(args.inputs, config.source)
+    items, resolve_failures = resolver_for(config)(args.inputs, config.source)
     progress = _Progress(len(items) + len(resolve_failures), args.quiet, per_item=args.engine == "ray")
     try:
         if args.engine == "ray":
@@ -162,7 +206,7 @@ def cmd_mine(args) -> int:
             summary = run_mine_job(args.inputs, args.out, config, rows_per_shard=args.rows_per_shard,
                                    storage_options=args.storage_options, progress=progress.item, on_frame=progress.frame, retry_failed=args.retry_failed)
     except MineUsageError as e:
-        print(f"dynocc mine: {e}", file=sys.stderr)
+        print(f"dynocc {args.command}: {e}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         progress.close()
@@ -180,7 +224,7 @@ def cmd_demo(args) -> int:
     except InputError as e:
         print(f"dynocc demo: {e.message}", file=sys.stderr)
         return 3
-    config = load_miner_config(None, args.assignments, {"decode.max_frames": args.max_frames})
+    config = load_config(MinerConfig, None, args.assignments, {"decode.max_frames": args.max_frames})
     shards = os.path.join(args.out, "shards")
     overlays_dir = os.path.join(args.out, "overlays")
     os.makedirs(overlays_dir, exist_ok=True)
@@ -245,6 +289,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_flags(p)
     _add_miner_flags(p)
     p.set_defaults(func=cmd_mine)
+
+    p = sub.add_parser("mine-stereo", help="dense relative depth and pairs from stereo photos (ReDWeb)",
+                       description="Disparity from left-right optical flow, sky set to infinity, pairs with the "
+                                   "sigma = 0.02 rule, written as schema-v1 rows with a depth_png column. Same "
+                                   "engines, resume and failure rows as `dynocc mine`.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="side-by-side image (JPS/JPG/PNG), MPO file, pairs.csv (left,right columns), folder, "
+                        "glob, URL or @list")
+    p.add_argument("--out", required=True, help="output folder or URL")
+    p.add_argument("--rows-per-shard", type=int, default=512, help="rows per Parquet file (default: 512)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="mine again the inputs an earlier run committed with failures")
+    _add_engine_flags(p)
+    _add_stereo_flags(p)
+    p.set_defaults(func=cmd_mine_stereo)
 
     p = sub.add_parser("demo", help="mine the bikes.mp4 sample video and draw pair overlays")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")

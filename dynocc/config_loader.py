@@ -1,4 +1,4 @@
-"""The one place where YAML files and CLI flags become a typed :class:`MinerConfig`.
+"""The one place where YAML files and CLI flags become a typed config (:class:`MinerConfig`, :class:`StereoJobConfig`).
 
 Precedence: defaults (the paper's values) < ``--config FILE.yaml`` < ``--set key.path=value`` <
 dedicated flags (``--seed``, ``--flow-preset``, …). Errors name the bad key and say what is wrong.
@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from .factory.config import MinerConfig
 
 
 class ConfigError(ValueError):
@@ -66,18 +65,20 @@ def format_validation_error(e: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_miner_config(
-    path: Optional[str] = None, assignments: Optional[list[str]] = None, overrides: Optional[dict[str, Any]] = None
-) -> MinerConfig:
-    """Defaults < YAML file < ``key=value`` assignments < ``overrides`` (dotted keys, None = unset)."""
+def load_config(
+    model: type[BaseModel],
+    path: Optional[str] = None,
+    assignments: Optional[list[str]] = None,
+    overrides: Optional[dict[str, Any]] = None,
+) -> BaseModel:
+    """``model`` from defaults < YAML file < ``key=value`` assignments < ``overrides`` (dotted keys, None = unset)."""
     tree: dict = read_yaml(path) if path else {}
-    tree = tree.get("miner", tree) if isinstance(tree.get("miner"), dict) else tree
     for text in assignments or []:
         _set_dotted(tree, *parse_assignment(text))
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(tree, dotted, value)
     try:
-        return MinerConfig.model_validate(tree)
+        return model.model_validate(tree)
     except ValidationError as e:
         raise ConfigError("bad configuration:\n" + format_validation_error(e)) from None

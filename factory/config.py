@@ -8,7 +8,7 @@ Every constant of the miner lives here, with its origin:
   (see ``tests/test_miner_quality.py``).
 
 The models are pydantic so that a YAML job file or CLI flags become one validated
-object (:func:`dynocc.config_loader.load_miner_config`), with errors that name the
+object (:func:`dynocc.config_loader.load_config`), with errors that name the
 bad key.
 """
 
@@ -41,6 +41,9 @@ class FlowConfig(_Strict):
         "medium", description="DIS preset (ours: medium, EPE 1.8 px on Middlebury vs 2.5 for fast)"
     )
     threads: Optional[int] = Field(None, ge=1, description="OpenCV threads; None = OpenCV's default")
+    prefetch: bool = Field(
+        True, description="compute the next frame's flows in a worker thread while this frame is mined (ours)"
+    )
 
 
 class BoundaryConfig(_Strict):
@@ -174,4 +177,132 @@ class MinerConfig(_Strict):
     boundary: BoundaryConfig = BoundaryConfig()
     vote: VoteConfig = VoteConfig()
     pairs: PairConfig = PairConfig()
+    source: SourceOptions = SourceOptions()
+
+
+class StereoConfig(_Strict):
+    """The stereo branch: dense relative depth from web stereo photos, ReDWeb section 3.1.
+
+    ``paper``: ReDWeb (Xian et al., CVPR 2018), ``shared/papers/redweb-paper.md``; ``ours``: a value
+    the paper does not give, measured on Middlebury *Motorcycle* (``skimage.data.stereo_motorcycle``,
+    true disparity) and on it with a synthetic sky band pasted on top; see ``tests/test_stereo.py``.
+    Lengths are in pixels of the image the flow is computed on (the decoder caps its long side).
+    """
+
+    flow: FlowConfig = Field(
+        FlowConfig(), description="flow backend for left->right and right->left (paper: FlowNet 2.0; ours: DIS medium)"
+    )
+    # --- left-right consistency (ours; the paper excluded bad maps by hand)
+    consistency_tolerance: float = Field(
+        0.5, gt=0,
+        description="a pixel is consistent if |F_lr(p) + F_rl(p + F_lr(p))| <= this, px (ours; Motorcycle, DIS "
+        "medium, erosion 2: 0.5 keeps 67% of pixels at 0.71 px EPE and 98.3% random-pair accuracy, 1.0 keeps "
+        "76% at 1.01 px and 97.1%; the median error of good flow is 0.16 px)",
+    )
+    erode_radius: int = Field(
+        2, ge=0,
+        description="the consistent mask is eroded by a (2r+1)^2 square (ours; Motorcycle edge / random pair "
+        "accuracy: r=0 97.1% / 97.5%, r=1 99.7% / 97.9%, r=2 100% / 98.3%: drops the rims of DIS's smeared edges)",
+    )
+    # --- rejection of pairs that are not usable stereo (ours; the paper rejected by hand)
+    min_consistent_fraction: float = Field(
+        0.15, ge=0, le=1,
+        description="reject if fewer valid pixels than this fraction (ours: Motorcycle 0.67; unrelated images 0.00, "
+        "top/bottom halves 0.005; kept low because sky and water are inconsistent in good outdoor pairs)",
+    )
+    max_vertical_flow: float = Field(
+        6.0, gt=0,
+        description="reject if the median |dy| over valid pixels exceeds this, px (ours: Motorcycle 0.12 px; "
+        "DIS keeps Motorcycle's EPE for constant offsets up to 20 px, so this catches wrong crops/formats, "
+        "not inaccuracy: top/bottom halves 15 px, unrelated images 23 px)",
+    )
+    min_disparity_range: float = Field(
+        2.0, ge=0,
+        description="reject if the robust disparity range p(100-q) - p(q) over valid pixels is below this, px "
+        "(ours: a duplicated mono image 0.00 px, translated 0.01 px; Motorcycle 44 px; ~2x DIS's EPE)",
+    )
+    range_percentile: float = Field(5.0, ge=0, lt=50, description="q of the robust range above (ours: 5 -> p95 - p5)")
+    max_negative_fraction: float = Field(
+        0.5, gt=0, le=1,
+        description="reject if more than this fraction of valid pixels have disparity < -negative_tolerance "
+        "(ours: swapped, i.e. cross-eyed, views give 1.00, Motorcycle 0.00); a parallel rig has none",
+    )
+    negative_tolerance: float = Field(1.0, ge=0, description="disparity below -this counts as negative, px (ours: ~EPE)")
+    # --- sky (paper: RefineNet on ADE20K + dense CRF; no such weights here, so a heuristic, pluggable)
+    sky_detector: Literal["heuristic", "none"] = Field(
+        "heuristic", description="'heuristic': colour + top-connected + textureless + flow evidence (ours); 'none'"
+    )
+    sky_hue_range: tuple[float, float] = Field(
+        (190.0, 250.0), description="hue of blue sky, degrees (ours: skimage's rocket dusk sky 216-223, the test band 214-221)"
+    )
+    sky_min_blue_saturation: float = Field(0.12, ge=0, le=1, description="blue sky saturation >= this (ours)")
+    sky_min_blue_value: float = Field(
+        0.2, ge=0, le=1, description="blue sky brightness >= this (ours: dusk sky in skimage's rocket is 0.24-0.5)"
+    )
+    sky_max_grey_saturation: float = Field(
+        0.12, ge=0, le=1, description="overcast (grey-white) sky saturation <= this (ours)"
+    )
+    sky_min_grey_value: float = Field(0.6, ge=0, le=1, description="overcast sky brightness >= this (ours)")
+    sky_max_texture: float = Field(
+        2.5, gt=0,
+        description="sky's mean Sobel gradient magnitude over a sky_window box is below this, grey levels/px (ours: "
+        "rocket's sky p99 0.63, the grainy test band 1.16; Motorcycle p10 1.57, median 7.4)",
+    )
+    sky_window: int = Field(9, ge=1, description="box size of the texture measure, px (ours)")
+    sky_max_disparity_px: float = Field(
+        1.0, ge=0, description="flow evidence: valid pixels count as sky only with disparity below this, px (ours)"
+    )
+    sky_max_disparity_fraction: float = Field(
+        0.1, ge=0, le=1,
+        description="... or below this fraction of the p95 disparity, whichever is larger (ours: Motorcycle's "
+        "farthest wall is at 0.16 of p95); invalid (inconsistent) pixels always pass",
+    )
+    sky_min_area_fraction: float = Field(
+        0.005, ge=0, le=1, description="a top-connected sky region must cover this fraction of the image (ours)"
+    )
+    sky_close_radius: int = Field(
+        2, ge=0, description="morphological closing radius applied to the sky candidates before components, px (ours)"
+    )
+    sky_guard: int = Field(
+        4, ge=0,
+        description="valid pixels within this of the sky become unknown: flow smears across the horizon both ways "
+        "(ours: sky band on Motorcycle with grain, edge-pair accuracy 98.6% -> 99.96% with 4 px)",
+    )
+    # --- pairs, ReDWeb eq. 1
+    sigma: float = Field(0.02, ge=0, description="eq. 1 ratio threshold on depth (paper: 0.02, following [33])")
+    random_pairs: int = Field(1000, ge=0, description="uniformly random pairs per image (ours; the paper draws 3K online)")
+    edge_pairs: int = Field(1000, ge=0, description="pairs across inverse-depth edges per image (ours)")
+    edge_smoothing: float = Field(
+        2.0, ge=0,
+        description="Gaussian sigma of the gap-filled inverse depth before its gradient, px (ours: 1.0 -> 99.7% "
+        "edge-pair accuracy on Motorcycle, 2.0 -> 100%)",
+    )
+    edge_threshold: float = Field(
+        0.04, gt=0,
+        description="edge if |grad| of inverse depth / its p99 exceeds this per px, at a ridge of |grad| (ours: "
+        "Motorcycle edge-pair accuracy 0.02 -> 99.6%, 0.04 -> 100%, 0.08 -> 100%)",
+    )
+    edge_search: int = Field(
+        16, ge=1,
+        description="from an edge pixel, walk up to this far along +-gradient to the first usable pixel, px (ours: "
+        "occlusion gaps are as wide as the disparity jump; 32 -> 99.4% on Motorcycle, 16 -> 100%)",
+    )
+    edge_offset: float = Field(
+        4.0, ge=0,
+        description="... then a further uniform 0..this into that side, px (ours: 'a few px either side'; "
+        "0 -> 99.8%, 4 -> 100%, 8 -> 99.2% on Motorcycle)",
+    )
+
+
+class StereoJobConfig(_Strict):
+    """Everything `dynocc mine-stereo` needs: ReDWeb section 3.1 with the paper's values as defaults."""
+
+    dataset: str = Field("redweb", min_length=1, description="value of the `dataset` column")
+    seed: int = Field(0, description="mixed with the left image's stem into the pair sampling")
+    jpeg_quality: int = Field(90, ge=1, le=100, description="quality of the stored left image JPEG")
+    max_long_side: Optional[int] = Field(
+        1024, ge=32, description="resize both views so the long side is at most this (ours); None keeps the size"
+    )
+    cross_eyed: bool = Field(False, description="swap the halves of side-by-side files (JPS: right view first)")
+    stereo: StereoConfig = StereoConfig()
     source: SourceOptions = SourceOptions()
