@@ -1,15 +1,16 @@
 """Occlusion boundary detection, DynOcc section 3.1 (eqs. 1-3).
 
-Flow in, boundaries out:
+Flow in, boundaries out. The dense steps run at the *analysis scale* (``analysis_scale``, ½ by
+default: DIS medium computes its flow at ½ resolution and upsamples it, so nothing is lost):
 
-1. ``flow_jacobian``: the spatial derivatives of a flow field (Sobel, 3x3).
+1. ``flow_jacobian``: the spatial derivatives of a flow field (Sobel, 3x3), in px per full px.
 2. ``structure_axis``: the gradient direction d of the flow at each pixel, taken as the principal
    eigenvector of the Gaussian-smoothed flow structure tensor JᵀJ (ours: it points across the
    motion edge even where the raw gradient is noisy). It is kept as the doubled angle
    (cos 2θ, sin 2θ), which needs no trigonometry; ``normal_from_axis`` turns it into d = (cos θ,
    sin θ) only at the pixels that need it.
-3. ``divergence_along_normal``: eqs. 1-2, ``b = f2 - f1`` with helper pixels one pixel either
-   side along d, i.e. ``b = 2 dᵀ J d = (u_x + v_y) + (u_x - v_y) cos 2θ + (u_y + v_x) sin 2θ``;
+3. ``divergence_from_axis``: eqs. 1-2, ``b = f2 - f1`` with helper pixels one pixel either side
+   along d, i.e. ``b = 2 dᵀ J d = (u_x + v_y) + (u_x - v_y) cos 2θ + (u_y + v_x) sin 2θ``;
    positive where the two sides move apart (diverging, reliable), negative where they converge.
 4. ``boundary_confidence``: eq. 3, ``B[p] = ||∇F||₁`` of whichever of F_prev / F_next has the
    larger b at p (its d goes with it).
@@ -19,8 +20,13 @@ Flow in, boundaries out:
    only where it is the largest value within ``ridge_radius`` px along d (ours: DIS smears a
    motion edge into a staircase whose lower steps lie several px inside the background), thin it
    (Zhang-Suen, the paper's ref. [12]) and drop tiny pieces.
+6. Back to full resolution: each ridge pixel moves to the sub-pixel top of B along d (a parabola
+   through three samples) and becomes one point per full-resolution pixel along the edge; the
+   point set is thinned again, so the boundary map is 1 px thin at full resolution.
 
 Everything after the dense maps of steps 1-4 works on the sparse candidate pixels only.
+``Boundaries.distance`` (what the vote reads of a nearby frame) is an exact Euclidean distance up
+to 3 px made of disc dilations, computed once per frame.
 """
 
 from __future__ import annotations
@@ -50,20 +56,16 @@ def flow_jacobian(flow: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.
 
 def structure_axis(jacobian, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """(cos 2θ, sin 2θ) of the principal eigenvector d = (cos θ, sin θ) of the smoothed JᵀJ."""
-    ux, uy, vx, vy = jacobian
-    tensor = np.empty(ux.shape + (3,), np.float32)
-    np.add(ux * ux, vx * vx, out=tensor[..., 0])
-    np.add(uy * uy, vy * vy, out=tensor[..., 1])
-    np.add(ux * uy, vx * vy, out=tensor[..., 2])
+    return _axis_of(_tensor(jacobian), sigma)
+
+
+def _axis_of(tensor: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     k = 2 * int(np.ceil(2 * sigma)) + 1  # truncated at 2 sigma
     t = cv2.GaussianBlur(tensor, (k, k), sigma)
     a = t[..., 0] - t[..., 1]
     b = 2.0 * t[..., 2]
     r = cv2.magnitude(a, b)
-    flat = r <= 1e-12
-    if flat.any():
-        r[flat] = 1.0
-        a[flat] = 1.0  # no structure: d = (1, 0), as atan2(0, 0) = 0 gives
+    r += 1e-12  # no structure at all: (0, 0), some d (such pixels never become boundaries)
     return a / r, b / r
 
 
@@ -120,6 +122,19 @@ def analysis_flow(flow: np.ndarray, scale: int) -> np.ndarray:
     h, w = flow.shape[:2]
     size = (max(1, round(w / scale)), max(1, round(h / scale)))
     return cv2.resize(np.asarray(flow, np.float32), size, interpolation=cv2.INTER_AREA)
+
+
+def _tensor(jac) -> np.ndarray:
+    """(H, W, 3) float32: JᵀJ = (u_x² + v_x², u_y² + v_y², u_x u_y + v_x v_y) per pixel."""
+    ux, uy, vx, vy = jac
+    gx, gy = ux.base, uy.base  # the two (H, W, 2) Sobel arrays of flow_jacobian
+    if (gx is None or gy is None or vx.base is not gx or vy.base is not gy or gx.shape != ux.shape + (2,)
+            or gy.shape != ux.shape + (2,)):
+        gx, gy = np.stack([ux, vx], -1), np.stack([uy, vy], -1)
+    tensor = np.empty(ux.shape + (3,), np.float32)
+    for c, p in enumerate((gx * gx, gy * gy, gx * gy)):
+        np.add(p[..., 0], p[..., 1], out=tensor[..., c])
+    return tensor
 
 
 def flow_geometry(flow: np.ndarray, config: BoundaryConfig) -> FlowGeometry:
@@ -362,16 +377,6 @@ def occlusion_boundaries(conf: Confidence, config: BoundaryConfig, shape=None) -
     return detect_boundaries(conf, config, shape).mask
 
 
-def remove_small_pieces(mask: np.ndarray, min_size: int) -> np.ndarray:
-    """Drop 8-connected pieces with fewer than ``min_size`` pixels."""
-    if min_size <= 1 or not mask.any():
-        return mask
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    keep = stats[:, cv2.CC_STAT_AREA] >= min_size
-    keep[0] = False
-    return keep[labels]
-
-
 NEAR_RADIUS = 3
 
 
@@ -405,10 +410,3 @@ def near_distance(boundary: np.ndarray) -> np.ndarray:
     for k in kernels:
         count += cv2.dilate(src, k)
     return cv2.LUT(count, lut) if count.size else count.astype(np.float32)
-
-
-def boundary_distance(boundary: np.ndarray) -> np.ndarray:
-    """Distance (px, float32) from every pixel to the nearest boundary pixel (1e6 if there is none)."""
-    if not boundary.any():
-        return np.full(boundary.shape, 1e6, np.float32)
-    return cv2.distanceTransform((~boundary).view(np.uint8), cv2.DIST_L2, 3)

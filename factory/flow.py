@@ -45,9 +45,20 @@ class DISFlow:
         self._dis = cv2.DISOpticalFlow_create(self._PRESETS[preset])
         if threads is not None:
             cv2.setNumThreads(threads)
+        self._gray: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id -> (frame, grey): the last few frames
+
+    def _grey(self, frame: np.ndarray) -> np.ndarray:
+        hit = self._gray.get(id(frame))
+        if hit is not None and hit[0] is frame:
+            return hit[1]
+        grey = to_gray(frame)
+        if len(self._gray) >= 8:
+            self._gray.pop(next(iter(self._gray)))
+        self._gray[id(frame)] = (frame, grey)
+        return grey
 
     def flows(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-        return [self._dis.calc(to_gray(a), to_gray(b), None) for a, b in pairs]
+        return [self._dis.calc(self._grey(a), self._grey(b), None) for a, b in pairs]
 
 
 def make_flow_backend(config: FlowConfig) -> FlowBackend:

@@ -21,6 +21,7 @@ measures its cost against the flow's.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional
 
@@ -97,12 +98,10 @@ class DynOccMiner:
             for k in [k for k in flows if min(k) < i]:
                 del flows[k]
 
-        for i, frame in enumerate(frames):
-            n = i + 1
-            images[i] = frame
-            grays[i] = to_gray(frame).astype(np.float32)
-            if i - b >= 0:
-                fw, bw = self.flow.flows([(images[i - b], frame), (frame, images[i - b])])
+        def step(i: int, job) -> Iterator[MinedFrame]:
+            """Everything that frame i's flows unlock: the boundaries of i−b, then frame i−2b."""
+            if job is not None:
+                fw, bw = job.result() if isinstance(job, Future) else job
                 flows[(i - b, i)], flows[(i, i - b)] = fw, bw
             # Boundaries of frame j need F(j→j+b): available once frame j+b has arrived.
             j = i - b
@@ -113,6 +112,28 @@ class DynOccMiner:
             if t >= b:
                 yield mine(t)
             drop_before(i - 3 * b)
+
+        # With prefetch, frame i's flows are computed in a worker thread while frame i−1's work
+        # (boundaries, vote, pairs) runs here: OpenCV and most NumPy work release the GIL.
+        executor = ThreadPoolExecutor(1, thread_name_prefix="dynocc-flow") if self.config.flow.prefetch else None
+        pending = None
+        try:
+            for i, frame in enumerate(frames):
+                n = i + 1
+                images[i] = frame
+                grays[i] = to_gray(frame).astype(np.float32)
+                job = None
+                if i - b >= 0:
+                    todo = [(images[i - b], frame), (frame, images[i - b])]
+                    job = executor.submit(self.flow.flows, todo) if executor else self.flow.flows(todo)
+                if pending is not None:
+                    yield from step(*pending)
+                pending = (i, job)
+            if pending is not None:
+                yield from step(*pending)
+        finally:
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
         # End of video: boundaries of the last b frames (with only F_prev), then the last frames.
         last = n - 1
         for j in range(max(0, n - b), n):

@@ -136,16 +136,15 @@ def occlusion_score(pixels: BoundaryPixels, view: NeighbourView, config: VoteCon
     [27]); only the points read are tested (no dense map).
     """
     x, y, nx, ny = pixels.xs, pixels.ys, pixels.normal_x, pixels.normal_y
-    radii = np.array([2.0, 4.0, 6.0, 8.0], np.float32)
+    radii = np.array([2.0, 4.0, 6.0, 8.0, -2.0, -4.0, -6.0, -8.0], np.float32)
     h, w = view.flow.shape[:2]
-    qx = x[:, None] + np.concatenate([radii, -radii])[None, :] * nx[:, None]
-    qy = y[:, None] + np.concatenate([radii, -radii])[None, :] * ny[:, None]
-    qx = np.clip(np.rint(qx), 0, w - 1).astype(np.intp)
-    qy = np.clip(np.rint(qy), 0, h - 1).astype(np.intp)
-    f = view.flow[qy, qx]
+    qx = np.clip(np.rint(x[:, None] + radii[None, :] * nx[:, None]), 0, w - 1)
+    qy = np.clip(np.rint(y[:, None] + radii[None, :] * ny[:, None]), 0, h - 1)
+    f = sample(view.flow, qx, qy, nearest=True)  # at integer points: the flow there
     back = sample(view.back_flow, qx + f[..., 0], qy + f[..., 1])
-    gone = np.hypot(f[..., 0] + back[..., 0], f[..., 1] + back[..., 1]) > config.occlusion_threshold
-    k = len(radii)
+    err = f + back
+    gone = err[..., 0] * err[..., 0] + err[..., 1] * err[..., 1] > config.occlusion_threshold ** 2
+    k = len(radii) // 2
     o1 = gone[:, :k].sum(axis=1)
     o2 = gone[:, k:].sum(axis=1)
     c = np.maximum(pixels.segment_sizes(), 1) * k

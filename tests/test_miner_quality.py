@@ -127,6 +127,21 @@ def test_deterministic_seeded_by_video_id(scenes):
     assert not all(np.array_equal(x.pairs.ya, z.pairs.ya) for x, z in zip(a, d) if len(x.pairs))
 
 
+def test_flow_prefetch_changes_nothing_and_stops_cleanly(scenes):
+    frames = scenes[2].frames
+    on = list(DynOccMiner(MinerConfig(flow={"prefetch": True})).mine_video(frames, "clip"))
+    off = list(DynOccMiner(MinerConfig(flow={"prefetch": False})).mine_video(frames, "clip"))
+    assert len(on) == len(off) == 12
+    for x, y in zip(on, off):
+        for k in ("ya", "xa", "yb", "xb", "ordinal"):
+            np.testing.assert_array_equal(getattr(x.pairs, k), getattr(y.pairs, k))
+    # A consumer that stops early: the worker thread is shut down, nothing hangs.
+    gen = DynOccMiner(MinerConfig()).mine_video(iter(frames), "clip")
+    first = next(gen)
+    gen.close()
+    assert first.frame_index == 2
+
+
 def test_short_and_static_clips():
     miner = DynOccMiner(MinerConfig())
     scene = make_scene(0, n_frames=5, n_static=5)  # all identical frames
