@@ -28,6 +28,10 @@ def _add_config_flags(p: argparse.ArgumentParser, model: str) -> argparse._Argum
     g.add_argument("--dataset", help="value of the dataset column")
     g.add_argument("--seed", type=int, help="random seed mixed with each video id (default: 0)")
     g.add_argument("--flow-preset", choices=["ultrafast", "fast", "medium"], help="DIS preset (default: medium)")
+    g.add_argument("--flow", choices=["dis", "raft-small"], help="flow backend (default: dis; raft-small needs --flow-weights)")
+    g.add_argument("--flow-weights", metavar="PATH_OR_URL", help="raft-small: the RAFT-small state dict (raft-small.pth)")
+    g.add_argument("--flow-iters", type=int, metavar="N", help="raft-small: refinement iterations (default: 12)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="raft-small: where it runs (default: auto)")
     g.add_argument("--max-long-side", type=int, help="resize images so the long side is at most this")
     return g
 
@@ -101,6 +105,10 @@ def _miner_config(args):
         "dataset": args.dataset,
         "seed": args.seed,
         "flow.dis_preset": args.flow_preset,
+        "flow.backend": args.flow,
+        "flow.weights": args.flow_weights,
+        "flow.iters": args.flow_iters,
+        "flow.device": args.device,
         "decode.max_long_side": args.max_long_side,
         "decode.max_frames": args.max_frames,
         "decode.frame_step": args.frame_step,
@@ -113,6 +121,10 @@ def _stereo_config(args):
         "dataset": args.dataset,
         "seed": args.seed,
         "stereo.flow.dis_preset": args.flow_preset,
+        "stereo.flow.backend": args.flow,
+        "stereo.flow.weights": args.flow_weights,
+        "stereo.flow.iters": args.flow_iters,
+        "stereo.flow.device": args.device,
         "max_long_side": args.max_long_side,
         "cross_eyed": args.cross_eyed,
         "stereo.sky_detector": args.sky,
@@ -268,6 +280,60 @@ def cmd_stats(args) -> int:
         print(f"dynocc stats: {e}", file=sys.stderr)
         return EXIT_USAGE
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
+    if getattr(args, "plot", None):
+        from .factory.stats import save_stats_plot
+
+        path = save_stats_plot(stats, args.plot, args.storage_options)
+        print(f"plot: {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_query(args) -> int:
+    from .factory.query import QueryError, format_table, run_query, to_csv, to_json
+
+    try:
+        table = run_query(args.sql, args.data, args.storage_options, with_images=args.with_images)
+    except (FileNotFoundError, QueryError) as e:
+        print(f"dynocc query: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(to_json(table))
+    elif args.csv:
+        sys.stdout.write(to_csv(table))
+    else:
+        print(format_table(table))
+    return 0
+
+
+def cmd_show(args) -> int:
+    from .factory.query import QueryError
+    from .factory.show import render_gallery
+
+    try:
+        gallery = render_gallery(args.data, args.out, where=args.where, limit=args.limit,
+                                 storage_options=args.storage_options)
+    except (FileNotFoundError, QueryError, ValueError) as e:
+        print(f"dynocc show: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    stereo = sum(1 for e in gallery.entries if e.depth)
+    print(f"frames: {len(gallery.entries)}  overlays: {len(gallery.entries)}  depth maps: {stereo}")
+    print(f"gallery: {gallery.index}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .factory.export import export
+    from .factory.query import QueryError
+
+    try:
+        summary = export(args.data, args.format, args.out, where=args.where, limit=args.limit,
+                         storage_options=args.storage_options, shard_size=args.shard_size)
+    except (FileNotFoundError, QueryError, ValueError) as e:
+        print(f"dynocc export: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"format: {summary.format}  frames: {summary.frames}  pairs: {summary.pairs}")
+    for f in summary.files:
+        print(f"wrote: {f}")
     return 0
 
 
@@ -318,7 +384,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--storage-options", metavar="JSON", type=_json_object, default=None,
                    help="fsspec options for the output URL")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw the histograms into this PNG (any fsspec URL)")
     p.set_defaults(func=cmd_stats)
+
+    storage_help = "fsspec options for --data (and --out), e.g. '{\"anon\": false}'"
+    p = sub.add_parser("query", help="SQL (DuckDB) over mined shards: views frames, pairs, failures",
+                       description="Run one SQL statement over the committed shards of a mining output. Views: "
+                                   "frames (one row per frame, without the image/depth_png bytes unless "
+                                   "--with-images), pairs (dataset, video_id, frame_index, width, height, "
+                                   "pair_index, ya, xa, yb, xb, ordinal; ordinal +1: A closer, -1: B closer, "
+                                   "0: equal) and failures. Bad SQL exits with code 2.")
+    p.add_argument("sql", metavar="SQL", help="e.g. \"SELECT ordinal, count(*) FROM pairs GROUP BY ordinal\"")
+    p.add_argument("--data", required=True, action="append", metavar="URL",
+                   help="mining output folder or fsspec URL (repeat to query several together)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print a JSON list of row objects")
+    fmt.add_argument("--csv", action="store_true", help="print CSV with a header line")
+    p.add_argument("--with-images", action="store_true", help="keep the image and depth_png bytes in frames")
+    p.add_argument("--storage-options", metavar="JSON", type=_json_object, default=None, help=storage_help)
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("show", help="overlay PNGs of frames with their pairs and an index.html gallery",
+                       description="Draw the pairs of selected frames (closer / farther / equal in three "
+                                   "colours), a coloured depth map beside stereo rows, and a static "
+                                   "index.html that links them with captions.")
+    p.add_argument("data", metavar="URL", help="mining output folder or fsspec URL")
+    p.add_argument("--out", required=True, help="folder (or fsspec URL) for the PNGs and index.html")
+    p.add_argument("--where", metavar="SQL", help="SQL predicate on the frames view, e.g. \"video_id = 'bikes'\"")
+    p.add_argument("--limit", type=int, default=100, help="at most this many frames (default: 100)")
+    p.add_argument("--storage-options", metavar="JSON", type=_json_object, default=None, help=storage_help)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("export", help="write pairs as DIW CSV, YouTube3D-style JSONL or WebDataset shards",
+                       description="Export the committed frames and pairs for existing training code. "
+                                   "diw-csv: per pair an image line and 'yA,xA,yB,xB,REL,W,H' (1-indexed, "
+                                   "'>' A further than B, '<' A closer, '=' equal), JPEGs under images/; "
+                                   "youtube3d: annotations.jsonl, one image per line with its pairs "
+                                   "[yA,xA,yB,xB,REL] in the same conventions; webdataset: shard-NNNNNN.tar "
+                                   "with key.jpg, key.json (schema-v1 conventions), key.depth.png.")
+    p.add_argument("--data", required=True, action="append", metavar="URL",
+                   help="mining output folder or fsspec URL (repeatable)")
+    p.add_argument("--format", required=True, choices=["diw-csv", "youtube3d", "webdataset"])
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="folder or fsspec URL (diw-csv: or a .csv file; youtube3d: or a .jsonl file)")
+    p.add_argument("--where", metavar="SQL", help="SQL predicate on the frames view")
+    p.add_argument("--limit", type=int, default=None, help="at most this many frames")
+    p.add_argument("--shard-size", type=int, default=1000, help="webdataset: samples per tar (default: 1000)")
+    p.add_argument("--storage-options", metavar="JSON", type=_json_object, default=None, help=storage_help)
+    p.set_defaults(func=cmd_export)
     return parser
 
 

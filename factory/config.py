@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
@@ -34,9 +34,12 @@ class DecodeConfig(_Strict):
 
 
 class FlowConfig(_Strict):
-    """Optical-flow backend. The paper used FlowNet 2.0; our CPU default is OpenCV DIS."""
+    """Optical-flow backend. The paper used FlowNet 2.0; our CPU default is OpenCV DIS; for GPU actors,
+    ``raft-small`` (RAFT, Teed & Deng 2020; :mod:`dynocc.factory.raft`) with ``weights`` given."""
 
-    backend: Literal["dis"] = "dis"
+    backend: Literal["dis", "raft-small"] = Field(
+        "dis", description="'dis': OpenCV DIS on CPU (default); 'raft-small': learned RAFT-small (needs weights)"
+    )
     dis_preset: Literal["ultrafast", "fast", "medium"] = Field(
         "medium", description="DIS preset (ours: medium, EPE 1.8 px on Middlebury vs 2.5 for fast)"
     )
@@ -44,6 +47,26 @@ class FlowConfig(_Strict):
     prefetch: bool = Field(
         True, description="compute the next frame's flows in a worker thread while this frame is mined (ours)"
     )
+    weights: Optional[str] = Field(
+        None, description="raft-small: path or fsspec URL of the RAFT-small state dict (e.g. raft-small.pth)"
+    )
+    iters: int = Field(12, ge=1, description="raft-small: refinement iterations (RAFT's default: 12)")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="raft-small: 'auto' = CUDA if available, else CPU"
+    )
+    batch_size: int = Field(8, ge=1, description="raft-small: pairs of the same size per forward pass")
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="raft-small: 'auto' = fp16 autocast on CUDA, fp32 on CPU"
+    )
+
+    @model_validator(mode="after")
+    def _raft_needs_weights(self) -> "FlowConfig":
+        if self.backend == "raft-small" and not self.weights:
+            raise ValueError(
+                "flow.backend 'raft-small' needs flow.weights: a path or URL of raft-small.pth "
+                "(CLI: --flow-weights PATH_OR_URL)"
+            )
+        return self
 
 
 class BoundaryConfig(_Strict):

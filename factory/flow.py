@@ -1,7 +1,8 @@
 """Optical-flow backends.
 
 The paper computes flow with FlowNet 2.0 (section 3.1). Our CPU default is OpenCV's DIS
-(Kroeger et al. 2016); a learned backend can be added by satisfying :class:`FlowBackend`.
+(Kroeger et al. 2016); for GPU actors there is the learned RAFT-small (:mod:`dynocc.factory.raft`,
+``FlowConfig(backend="raft-small", weights=...)``). Other backends satisfy :class:`FlowBackend`.
 
 A flow field is a float32 array (H, W, 2): ``flow[y, x] = (dx, dy)``, the displacement of
 pixel (x, y) of the first frame into the second.
@@ -65,4 +66,9 @@ def make_flow_backend(config: FlowConfig) -> FlowBackend:
     """The backend named by the config (the one place a backend is chosen)."""
     if config.backend == "dis":
         return DISFlow(config.dis_preset, config.threads)
+    if config.backend == "raft-small":
+        from .raft import RAFTFlow  # imports torch: only when asked for
+
+        return RAFTFlow(config.weights, iters=config.iters, device=config.device,
+                        batch_size=config.batch_size, precision=config.precision)
     raise ValueError(f"unknown flow backend {config.backend!r}")

@@ -59,7 +59,7 @@ def ray_head(tmp_path_factory):
     yield f"127.0.0.1:{port}"
     os.killpg(head.pid, signal.SIGTERM)
     try:
-        head.wait(30)
+        head.wait(10)
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, signal.SIGKILL)
     log.close()
