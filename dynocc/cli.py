@@ -184,10 +184,16 @@ _RAY_ONLY_FLAGS = (("actors", "--actors"), ("cpus_per_actor", "--cpus-per-actor"
 
 
 def cmd_mine(args) -> int:
+    from .jobspec import apply_job_spec
+
+    apply_job_spec(args)  # --job FILE.yaml fills what the flags leave unset
     return _run_mine(args, _miner_config(args))
 
 
 def cmd_mine_stereo(args) -> int:
+    from .jobspec import apply_job_spec
+
+    apply_job_spec(args)
     return _run_mine(args, _stereo_config(args))
 
 
@@ -345,32 +351,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mine", help="mine ordinal depth pairs from videos and frame folders (DynOcc)",
                        description="Mine DynOcc relative depth pairs into schema-v1 Parquet shards. Rerunning "
                                    "the same command resumes: videos already committed under --out are skipped.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="video file, frame folder, folder of videos, YouTube-VOS root, or @list.txt")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="video file, frame folder, folder of videos, YouTube-VOS root, or @list.txt "
+                        "(or the inputs of --job)")
+    p.add_argument("--out", default=None, help="output folder (or the out of --job)")
+    p.add_argument("--job", metavar="FILE.yaml",
+                   help="job spec (jobs/mine_*.yaml; see dynocc/jobspec.py): its values are the defaults, "
+                        "flags given here override them")
     p.add_argument("--rows-per-shard", type=int, default=512, help="frame rows per Parquet file (default: 512)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--retry-failed", action="store_true",
                    help="mine again the videos an earlier run committed with failures")
     _add_engine_flags(p)
     _add_miner_flags(p)
-    p.set_defaults(func=cmd_mine)
+    p.set_defaults(func=cmd_mine, engine=None, rows_per_shard=None, max_retries=None)  # None: from --job or defaults
 
     p = sub.add_parser("mine-stereo", help="dense relative depth and pairs from stereo photos (ReDWeb)",
                        description="Disparity from left-right optical flow, sky set to infinity, pairs with the "
                                    "sigma = 0.02 rule, written as schema-v1 rows with a depth_png column. Same "
                                    "engines, resume and failure rows as `dynocc mine`.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="side-by-side image (JPS/JPG/PNG), MPO file, pairs.csv (left,right columns), folder, "
-                        "glob, URL or @list")
-    p.add_argument("--out", required=True, help="output folder or URL")
+                        "glob, URL or @list (or the inputs of --job)")
+    p.add_argument("--out", default=None, help="output folder or URL (or the out of --job)")
+    p.add_argument("--job", metavar="FILE.yaml",
+                   help="job spec (jobs/mine_stereo.yaml; see dynocc/jobspec.py): its values are the defaults, "
+                        "flags given here override them")
     p.add_argument("--rows-per-shard", type=int, default=512, help="rows per Parquet file (default: 512)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--retry-failed", action="store_true",
                    help="mine again the inputs an earlier run committed with failures")
     _add_engine_flags(p)
     _add_stereo_flags(p)
-    p.set_defaults(func=cmd_mine_stereo)
+    p.set_defaults(func=cmd_mine_stereo, engine=None, rows_per_shard=None, max_retries=None)
 
     p = sub.add_parser("demo", help="mine the bikes.mp4 sample video and draw pair overlays")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
@@ -432,6 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=1000, help="webdataset: samples per tar (default: 1000)")
     p.add_argument("--storage-options", metavar="JSON", type=_json_object, default=None, help=storage_help)
     p.set_defaults(func=cmd_export)
+
+    from .submit import add_parser as _add_submit_parser
+
+    _add_submit_parser(sub)  # dynocc submit JOB.yaml --address http://HEAD:8265
     return parser
 
 

@@ -296,7 +296,7 @@ def export(
         folder, file_path = _split_file(target, (".csv",), "diw.csv")
         lines_of = _diw_lines
     else:
-        folder, file_path = _split_file(target, (".jsonl", ".json"), "annotations.jsonl")
+        folder, file_path = _split_file(target, (".jsonl",), "annotations.jsonl")
         lines_of = _youtube3d_line
     summary = ExportSummary(fmt, target.to_url(file_path))
     _export_images_and_lines(rows, target, folder, file_path, summary, lines_of)

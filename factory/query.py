@@ -29,6 +29,7 @@ import decimal
 import io
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Iterator, Sequence
 
 import pyarrow as pa
@@ -87,25 +88,58 @@ def _file_list(urls: Sequence[str]) -> str:
 
 
 class _Sources:
-    """Committed files of every root, and the remote filesystems DuckDB must know."""
+    """Committed files of every root: local paths, and remote paths grouped by filesystem."""
 
     def __init__(self, data: str | os.PathLike | Sequence[str | os.PathLike], storage_options: dict | None):
         roots = [os.fspath(data)] if isinstance(data, (str, os.PathLike)) else [os.fspath(d) for d in data]
         if not roots:
             raise ValueError("no data URL given")
-        self.frames: list[str] = []
-        self.failures: list[str] = []
-        self.filesystems: dict[str, Any] = {}
+        self.local: dict[str, list[str]] = {"frames": [], "failures": []}
+        self.remote: dict[str, dict[int, tuple[Any, list[str]]]] = {"frames": {}, "failures": {}}
         for root in roots:
             fs, path = url_to_fs(root, **(storage_options or {}))
             if not fs.exists(path):
                 raise FileNotFoundError(f"no mining output at {root}")
-            if not _is_local(root):
-                protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-                self.filesystems.setdefault(protocols[0], fs)
-            for kind, target in (("frames", self.frames), ("failures", self.failures)):
-                for url in committed_files(root, kind, storage_options):
-                    target.append(url[len("file://"):] if url.startswith("file://") else url)
+            with ThreadPoolExecutor(max_workers=2) as pool:  # both listings read the commit markers
+                listed = dict(zip(("frames", "failures"), pool.map(
+                    lambda kind: committed_files(root, kind, storage_options), ("frames", "failures"))))
+            for kind, urls in listed.items():
+                if _is_local(root):
+                    self.local[kind].extend(u[len("file://"):] if u.startswith("file://") else u for u in urls)
+                elif urls:
+                    self.remote[kind].setdefault(id(fs), (fs, []))[1].extend(fs._strip_protocol(u) for u in urls)
+
+
+def _remote_dataset(fs, paths: list[str]):
+    """A pyarrow dataset over remote Parquet files, its schema unified over every file's footer
+    (read in parallel: a file without an extra column, e.g. ``depth_png``, reads it as null)."""
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    pafs = PyFileSystem(FSSpecHandler(fs))
+    with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
+        schemas = list(pool.map(lambda p: pq.read_schema(p, filesystem=pafs), paths))
+    unique = list({s.to_string(show_schema_metadata=False): s for s in schemas}.values())
+    return ds.dataset(paths, schema=pa.unify_schemas(unique), format="parquet", filesystem=pafs)
+
+
+def _source_view(con, src: _Sources, kind: str, empty_schema: pa.Schema) -> None:
+    """``_<kind>_all``: every committed file of ``kind``, unified by column name."""
+    parts = []
+    if src.local[kind]:
+        # DuckDB's own reader for local files (parallel, fastest).
+        parts.append(f"SELECT * FROM read_parquet({_file_list(src.local[kind])}, union_by_name = true)")
+    for i, (fs, paths) in enumerate(src.remote[kind].values()):
+        # Remote files through a pyarrow dataset on the fsspec filesystem: DuckDB pushes its column
+        # and row filters into the scan, and needs no extension (httpfs) of its own.
+        name = f"_{kind}_remote_{i}"
+        con.register(name, _remote_dataset(fs, paths))
+        parts.append(f"SELECT * FROM {name}")
+    if not parts:
+        con.register(f"_{kind}_empty", empty_schema.empty_table())
+        parts.append(f"SELECT * FROM _{kind}_empty")
+    con.execute(f"CREATE VIEW _{kind}_all AS " + " UNION ALL BY NAME ".join(parts))
 
 
 def connect(
@@ -126,15 +160,8 @@ def connect(
     con = duckdb.connect(":memory:")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    for fs in src.filesystems.values():
-        con.register_filesystem(fs)
-
-    if src.frames:
-        con.execute(f"CREATE VIEW _frames_all AS SELECT * FROM read_parquet({_file_list(src.frames)}, "
-                    "union_by_name = true)")
-    else:
-        con.register("_frames_empty", FRAME_SCHEMA.empty_table())
-        con.execute("CREATE VIEW _frames_all AS SELECT * FROM _frames_empty")
+    _source_view(con, src, "frames", FRAME_SCHEMA)
+    _source_view(con, src, "failures", FAILURE_SCHEMA)
     columns = [r[0] for r in con.execute("DESCRIBE _frames_all").fetchall()]
     hidden = [c for c in IMAGE_COLUMNS if c in columns and not with_images]
     exclude = f" EXCLUDE ({', '.join(hidden)})" if hidden else ""
@@ -145,12 +172,7 @@ def connect(
         "unnest(pair_ya) AS ya, unnest(pair_xa) AS xa, unnest(pair_yb) AS yb, unnest(pair_xb) AS xb, "
         "unnest(pair_ordinal) AS ordinal FROM _frames_all"
     )
-    if src.failures:
-        con.execute(f"CREATE VIEW failures AS SELECT * FROM read_parquet({_file_list(src.failures)}, "
-                    "union_by_name = true)")
-    else:
-        con.register("_failures_empty", FAILURE_SCHEMA.empty_table())
-        con.execute("CREATE VIEW failures AS SELECT * FROM _failures_empty")
+    con.execute("CREATE VIEW failures AS SELECT * FROM _failures_all")
     return con
 
 

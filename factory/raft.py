@@ -148,8 +148,9 @@ class CorrBlock:
         self.num_levels = num_levels
         self.radius = radius
         batch, dim, h1, w1 = fmap1.shape
-        corr = torch.matmul(fmap1.reshape(batch, dim, h1 * w1).transpose(1, 2), fmap2.reshape(batch, dim, -1))
-        corr = corr / torch.sqrt(torch.tensor(float(dim), device=corr.device))
+        # <f1, f2> / sqrt(dim), the scale folded into fmap1 (one pass less over the whole volume)
+        fmap1 = fmap1.reshape(batch, dim, h1 * w1) * (1.0 / dim**0.5)
+        corr = torch.matmul(fmap1.transpose(1, 2), fmap2.reshape(batch, dim, -1))
         corr = corr.reshape(batch * h1 * w1, 1, *fmap2.shape[-2:])
         self.pyramid = [corr]
         for _ in range(num_levels - 1):
@@ -285,23 +286,37 @@ class RAFTSmall(nn.Module):
         autocast_dtype: Optional[torch.dtype] = None,
         return_low: bool = False,
     ):
-        if image1.shape[-2] % 8 or image1.shape[-1] % 8:
-            raise ValueError(f"image sides must be multiples of 8 (pad with InputPadder), got {tuple(image1.shape)}")
-        amp = dict(device_type=image1.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
-        image1 = 2 * (image1 / 255.0) - 1.0
-        image2 = 2 * (image2 / 255.0) - 1.0
         batch = image1.shape[0]
+        index = torch.arange(batch, device=image1.device)
+        return self.estimate(torch.cat([image1, image2], dim=0), index, index + batch, iters, autocast_dtype, return_low)
+
+    def estimate(
+        self,
+        images: torch.Tensor,
+        first: torch.Tensor,
+        second: torch.Tensor,
+        iters: int = 12,
+        autocast_dtype: Optional[torch.dtype] = None,
+        return_low: bool = False,
+    ):
+        """Flow from ``images[first[k]]`` to ``images[second[k]]`` for each k: each distinct frame goes
+        through the encoders once (the miner asks for F(a->b) and F(b->a) together)."""
+        if images.shape[-2] % 8 or images.shape[-1] % 8:
+            raise ValueError(f"image sides must be multiples of 8 (pad with InputPadder), got {tuple(images.shape)}")
+        amp = dict(device_type=images.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+        images = 2 * (images / 255.0) - 1.0
         with torch.autocast(**amp):
-            fmaps = self.fnet(torch.cat([image1, image2], dim=0))
-        fmap1, fmap2 = fmaps.float().split([batch, batch], dim=0)
-        corr_fn = CorrBlock(fmap1, fmap2, num_levels=self.corr_levels, radius=self.corr_radius)
+            fmaps = self.fnet(images)
+        fmaps = fmaps.float()
+        corr_fn = CorrBlock(fmaps[first], fmaps[second], num_levels=self.corr_levels, radius=self.corr_radius)
         with torch.autocast(**amp):
-            cnet = self.cnet(image1)
+            cnet = self.cnet(images[first])
             net, inp = torch.split(cnet, [self.hidden_dim, self.context_dim], dim=1)
             net = torch.tanh(net)
             inp = torch.relu(inp)
-        n, _, h, w = fmap1.shape
-        coords0 = coords_grid(n, h, w, fmap1.device)
+        n = len(first)
+        h, w = fmaps.shape[-2:]
+        coords0 = coords_grid(n, h, w, fmaps.device)
         coords1 = coords0.clone()
         for _ in range(iters):
             corr = corr_fn(coords1)
@@ -414,7 +429,7 @@ class RAFTFlow:
         device: str = "auto",
         batch_size: int = 8,
         precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto",
-        channels_last: Optional[bool] = None,
+        channels_last: bool = False,
         storage_options: Optional[dict] = None,
     ):
         if iters < 1 or batch_size < 1:
@@ -428,8 +443,9 @@ class RAFTFlow:
         self.iters = int(iters)
         self.batch_size = int(batch_size)
         self.weights = str(weights)
-        # channels_last: ~1.6x faster for conv nets on this CPU (see DESIGN.md), and on recent GPUs
-        self.channels_last = True if channels_last is None else bool(channels_last)
+        # channels_last: no gain measured on CPU for this net (1.48 vs 1.49 s per 854x480 pair, 2 cores),
+        # so off unless asked for (benchmarks/bench_flow.py measures both on CUDA)
+        self.channels_last = bool(channels_last)
         self.model = load_raft_small(self.weights, self.device, storage_options)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -440,16 +456,26 @@ class RAFTFlow:
         arr = np.stack([f if f.ndim == 3 else np.repeat(f[..., None], 3, axis=2) for f in frames])
         if arr.shape[-1] != 3:
             raise ValueError(f"frames must be RGB (H, W, 3) or grey (H, W), got {arr.shape[1:]}")
-        t = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device, non_blocking=True)
+        t = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
         t = t.permute(0, 3, 1, 2).float()
         return t.contiguous(memory_format=torch.channels_last) if self.channels_last else t.contiguous()
 
     @torch.inference_mode()
-    def _run(self, firsts: Sequence[np.ndarray], seconds: Sequence[np.ndarray]) -> np.ndarray:
-        im1, im2 = self._tensor(firsts), self._tensor(seconds)
-        padder = InputPadder(im1.shape)
-        im1, im2 = padder(im1, im2)
-        flow = self.model(im1, im2, iters=self.iters, autocast_dtype=_PRECISIONS[self.precision])
+    def _run(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        frames: list[np.ndarray] = []
+        index: list[list[int]] = [[], []]
+        for pair in pairs:
+            for side, frame in enumerate(pair):
+                k = next((j for j, f in enumerate(frames) if f is frame), None)  # the same object: encode once
+                if k is None:
+                    k = len(frames)
+                    frames.append(frame)
+                index[side].append(k)
+        images = self._tensor(frames)
+        padder = InputPadder(images.shape)
+        (images,) = padder(images)
+        first, second = (torch.tensor(i, device=self.device) for i in index)
+        flow = self.model.estimate(images, first, second, self.iters, _PRECISIONS[self.precision])
         flow = padder.unpad(flow).permute(0, 2, 3, 1).float()
         return flow.cpu().numpy().astype(np.float32, copy=False)
 
@@ -465,7 +491,7 @@ class RAFTFlow:
             for idx in by_size.values():
                 for s in range(0, len(idx), self.batch_size):
                     chunk = idx[s:s + self.batch_size]
-                    result = self._run([pairs[i][0] for i in chunk], [pairs[i][1] for i in chunk])
+                    result = self._run([pairs[i] for i in chunk])
                     for k, i in enumerate(chunk):
                         out[i] = np.ascontiguousarray(result[k])
         return out  # type: ignore[return-value]

@@ -18,7 +18,13 @@ DISTANCE_EDGES = (0, 2, 5, 10, 20, 30, 50, 100, 200, 500, float("inf"))
 
 
 def read_stats(out: str, storage_options: dict | None = None) -> dict:
-    """Videos ok/failed, frames, pairs, pairs per frame, ordinal balance and top failure reasons."""
+    """Videos ok/failed, frames, pairs, pairs per frame, ordinal balance and top failure reasons.
+
+    ``histograms`` adds: ``pairs_per_frame`` and ``pair_distance_px`` (lists of bins
+    ``{"low", "high", "count"}``, ``[low, high)``, ``high`` None for infinity; distances are the pixels
+    between A and B in the stored image) and ``ordinal_by_dataset`` (per dataset the counts of
+    ``closer_a`` (+1), ``closer_b`` (-1) and ``equal`` (0)).
+    """
     fs, root = url_to_fs(out, **(storage_options or {}))
     if not fs.exists(root):
         raise FileNotFoundError(f"no mining output at {out}")

@@ -1,0 +1,217 @@
+"""Job specs: a mining job written down as YAML (``jobs/mine_*.yaml``), run with ``dynocc mine --job``.
+
+A job spec holds what a ``dynocc mine`` / ``dynocc mine-stereo`` command line holds: the inputs,
+the output, the engine settings, the storage options and the miner's settings (under ``miner:``,
+the keys of :class:`~dynocc.factory.config.MinerConfig` or
+:class:`~dynocc.factory.config.StereoJobConfig`)::
+
+    command: mine                 # or mine-stereo
+    inputs: [s3://bucket/youtube-vos/train/JPEGImages/]
+    out: s3://bucket/mined/youtube-vos
+    engine: ray                   # ray | local
+    actors: 8
+    cpus_per_actor: 3
+    gpus_per_actor: 0.5
+    max_retries: 2
+    miner:
+      flow: {backend: raft-small, weights: s3://bucket/models/raft-small.pth}
+
+The spec's values are defaults: flags given on the command line override them (positional inputs
+replace the spec's inputs; ``--config FILE.yaml`` is laid over ``miner:``; ``--set`` and the
+dedicated flags come last, as without a spec). Unknown keys and bad values are
+:class:`~dynocc.config_loader.ConfigError` s that name the key (``dynocc`` prints them and exits
+with code 2, nothing runs).
+
+Paths in a spec are read as on the command line: relative to the current directory.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .config_loader import ConfigError, format_validation_error, load_config, read_yaml
+
+__all__ = ["JobSpec", "load_job_spec", "read_spec_file", "spec_kind", "apply_job_spec", "miner_model",
+           "miner_assignments", "ENGINE_DEFAULTS"]
+
+# Defaults of the flags a spec may set; the CLI's own defaults for these are None so that an
+# explicit flag can be told apart from an unset one.
+ENGINE_DEFAULTS = {"engine": "ray", "rows_per_shard": 512, "max_retries": 2}
+
+# Settings that only mean something with the Ray engine (the CLI refuses them with --engine local).
+RAY_ONLY = ("actors", "cpus_per_actor", "gpus_per_actor", "address")
+
+
+class JobSpec(BaseModel):
+    """One mining job: everything ``dynocc mine`` / ``dynocc mine-stereo`` takes, as YAML keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: Literal["mine", "mine-stereo"] = Field(
+        description="which command runs the spec: 'mine' (DynOcc, videos) or 'mine-stereo' (ReDWeb, stereo photos)")
+    inputs: list[str] = Field(
+        default_factory=list,
+        description="inputs as on the command line: files, folders, YouTube-VOS roots, URLs, globs, @lists")
+    out: Optional[str] = Field(None, min_length=1, description="output folder or fsspec URL")
+    engine: Literal["ray", "local"] = Field("ray", description="ray: a Ray Data actor pool; local: one process")
+    actors: Optional[int] = Field(None, ge=1, description="mining actors (default: the cluster's CPUs minus one)")
+    cpus_per_actor: Optional[float] = Field(None, gt=0, description="CPUs per mining actor (default: 1)")
+    gpus_per_actor: Optional[float] = Field(None, ge=0, description="GPUs per mining actor (default: 0)")
+    address: Optional[str] = Field(
+        None, min_length=1, description="Ray cluster address (default: $RAY_ADDRESS, set inside a Ray job)")
+    rows_per_shard: int = Field(ENGINE_DEFAULTS["rows_per_shard"], ge=1, description="frame rows per Parquet file")
+    max_retries: int = Field(ENGINE_DEFAULTS["max_retries"], ge=0,
+                             description="retries of a video whose Ray worker crashed")
+    retry_failed: bool = Field(False, description="mine again the inputs an earlier run committed with failures")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for inputs and out")
+    miner: dict[str, Any] = Field(
+        default_factory=dict, description="miner settings: the keys of MinerConfig (mine) or StereoJobConfig "
+                                          "(mine-stereo), as in a --config file")
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _one_input(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("inputs")
+    @classmethod
+    def _non_empty(cls, value: list[str]) -> list[str]:
+        for i, entry in enumerate(value):
+            if not entry.strip():
+                raise ValueError(f"inputs[{i}] is empty")
+        return value
+
+    @model_validator(mode="after")
+    def _ray_only_with_ray(self) -> "JobSpec":
+        if self.engine == "local":
+            given = [k for k in RAY_ONLY if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to engine 'ray' (this spec says engine: local)")
+        return self
+
+
+def miner_model(command: str) -> type[BaseModel]:
+    from .factory.config import MinerConfig, StereoJobConfig
+
+    return StereoJobConfig if command == "mine-stereo" else MinerConfig
+
+
+def miner_assignments(tree: dict) -> list[str]:
+    """``key=value`` assignments (values as YAML) that rebuild ``tree`` through
+    :func:`~dynocc.config_loader.load_config`: one per top-level key, so that later ``--set
+    section.key=...`` assignments still land inside the section."""
+    out = []
+    for key, value in tree.items():
+        text = yaml.safe_dump(value, default_flow_style=True, width=float("inf"), sort_keys=False).strip()
+        if text.endswith("\n..."):
+            text = text[: -len("\n...")].strip()
+        out.append(f"{key}={text}")
+    return out
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_spec_file(path: str) -> dict:
+    """The YAML mapping of a spec (a local path or an fsspec URL); ConfigError if unreadable."""
+    try:
+        return read_yaml(path)
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("config file", "job spec", 1)) from None
+
+
+def _prefixed(e: ConfigError, prefix: str) -> str:
+    """load_config's ``"  key: problem"`` lines with the section prefixed to each key."""
+    lines = [line for line in str(e).splitlines() if line.startswith("  ")]
+    if not lines:
+        return f"  {prefix.rstrip('.')}: {e}"
+    return "\n".join(f"  {prefix}{line[2:]}" for line in lines)
+
+
+def load_job_spec(path: str) -> JobSpec:
+    """Read and validate a job spec, its ``miner:`` section included; ConfigError names the bad key."""
+    tree = read_spec_file(path)
+    try:
+        spec = JobSpec.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(f"job spec {path}: bad settings:\n{format_validation_error(e)}") from None
+    try:
+        load_config(miner_model(spec.command), None, miner_assignments(spec.miner))
+    except ConfigError as e:
+        raise ConfigError(f"job spec {path}: bad settings:\n{_prefixed(e, 'miner.')}") from None
+    return spec
+
+
+def spec_kind(path: str) -> str:
+    """'mine', 'mine-stereo' or 'train': what a spec file is for (its ``command:`` key; a spec
+    without one whose keys are those of the trainer's config is a training spec)."""
+    tree = read_spec_file(path)
+    if "command" in tree:
+        command = tree["command"]
+        if command not in ("mine", "mine-stereo"):
+            raise ConfigError(f"job spec {path}: command: must be 'mine' or 'mine-stereo', got {command!r}")
+        return command
+    train_keys = {"model", "data", "loss", "optim", "scale", "run"}
+    try:
+        from .trainer.config import TrainConfig
+
+        train_keys = set(TrainConfig.model_fields)
+    except ImportError:  # pragma: no cover - the trainer ships with the package
+        pass
+    if tree and set(tree) <= train_keys:
+        return "train"
+    raise ConfigError(f"job spec {path}: cannot tell what it is for: a mining spec has a 'command:' key "
+                      f"(mine or mine-stereo); a training spec has only the keys {sorted(train_keys)}")
+
+
+def apply_job_spec(args) -> Optional[JobSpec]:
+    """Fill the parsed ``dynocc mine`` / ``mine-stereo`` arguments from ``args.job`` (if given):
+    the spec's values where no flag was given. Also resolves the defaults of the flags a spec may
+    set, and checks that inputs and ``--out`` came from somewhere. Raises ConfigError."""
+    command = args.command
+    spec = load_job_spec(args.job) if getattr(args, "job", None) else None
+    if spec is not None and spec.command != command:
+        raise ConfigError(f"job spec {args.job} is for `dynocc {spec.command}` (command: {spec.command}), "
+                          f"not `dynocc {command}`; run `dynocc {spec.command} --job {args.job}`")
+    if spec is not None:
+        if not args.inputs:
+            args.inputs = list(spec.inputs)
+        if args.out is None:
+            args.out = spec.out
+        if args.engine is None:
+            args.engine = spec.engine
+        if args.engine == "ray":  # a spec's Ray settings are dropped when --engine local overrides it
+            for key in RAY_ONLY:
+                if getattr(args, key) is None:
+                    setattr(args, key, getattr(spec, key))
+        for key in ("rows_per_shard", "max_retries"):
+            if getattr(args, key) is None:
+                setattr(args, key, getattr(spec, key))
+        args.retry_failed = bool(args.retry_failed or spec.retry_failed)
+        if args.storage_options is None and spec.storage_options:
+            args.storage_options = dict(spec.storage_options)
+        # miner settings: spec < --config file < --set < flags (load_config applies the last two)
+        tree = dict(spec.miner)
+        if args.config:
+            tree = _deep_merge(tree, read_yaml(args.config))
+            args.config = None
+        args.assignments = miner_assignments(tree) + list(args.assignments or [])
+    for key, value in ENGINE_DEFAULTS.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    where = f" (job spec {args.job} has none)" if spec is not None else ""
+    if not args.inputs:
+        raise ConfigError(f"no inputs: give INPUT arguments or a --job spec with inputs{where}")
+    if not args.out:
+        raise ConfigError(f"no output: give --out or a --job spec with out{where}")
+    return spec

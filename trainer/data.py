@@ -1,0 +1,211 @@
+"""Training input: shard roots -> Ray Data -> decoded, augmented, padded pair batches.
+
+Each ``DataSource`` (a mining job's output, any fsspec URL) is read with ``ray.data.read_parquet``
+from its committed files only (:func:`dynocc.factory.writer.committed_files`), decoded by
+:func:`decode_batch` inside Ray Data (``map_batches``: the training workers only receive ready
+arrays) and repeated ``weight`` times per epoch (a fractional part is a random sample), so a
+weight of 30 makes ReDWeb rows 30 times as frequent (DynOcc 4.2).
+
+Per row (:func:`decode_row`):
+
+* the JPEG is decoded, its short side resized to ``image_size × U(scale_range)``, a random
+  ``image_size``² crop taken and, with probability 0.5, flipped left-right; pair coordinates go
+  through the same transform and pairs with a point outside the crop are dropped;
+* DynOcc rows (stored pairs): each pair is kept with probability ``keep_rate`` (DynOcc 3.3:
+  10%, drawn again every epoch; at least one pair is kept when any survive the crop);
+* stereo rows (a ``depth_png`` column, :mod:`dynocc.factory.stereo`): the inverse-depth map gets the
+  same crop (nearest neighbour) and ``stereo_pairs`` random pairs (ReDWeb: 3K) are drawn on it
+  online with the σ = 0.02 rule (:func:`dynocc.factory.stereo_pairs.sample_stereo_pairs`);
+* pairs are padded to ``max_pairs`` with ``pair_mask`` False (collation by padding + mask).
+
+Output columns: ``image`` uint8 (S, S, 3) RGB, ``pair_ya/xa/yb/xb`` int16 (P,), ``pair_ordinal``
+int8 (P,) in schema-v1 sign (+1 = A closer), ``pair_mask`` bool (P,).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from .config import DataConfig, DataSource
+
+PAIR_KEYS = ("pair_ya", "pair_xa", "pair_yb", "pair_xb")
+READ_COLUMNS = ("image", "width", "height", *PAIR_KEYS, "pair_ordinal")
+
+
+class DataError(ValueError):
+    """A shard root that cannot be trained on (nothing committed, unreadable)."""
+
+
+@dataclass(frozen=True)
+class Crop:
+    """Resize (h, w) -> (rh, rw), crop ``size``² at (y0, x0), optionally flip left-right."""
+
+    h: int
+    w: int
+    rh: int
+    rw: int
+    y0: int
+    x0: int
+    size: int
+    flip: bool
+
+
+def random_crop(h: int, w: int, size: int, rng: np.random.Generator, scale_range=(1.0, 1.5),
+                flip: bool = True) -> Crop:
+    f = size * rng.uniform(*scale_range) / min(h, w)
+    rh, rw = max(size, round(h * f)), max(size, round(w * f))
+    return Crop(h, w, rh, rw, int(rng.integers(0, rh - size + 1)), int(rng.integers(0, rw - size + 1)), size,
+                bool(flip and rng.random() < 0.5))
+
+
+def crop_image(img: np.ndarray, c: Crop, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    if interpolation == cv2.INTER_LINEAR and c.rh < c.h:
+        interpolation = cv2.INTER_AREA
+    out = cv2.resize(img, (c.rw, c.rh), interpolation=interpolation)[c.y0:c.y0 + c.size, c.x0:c.x0 + c.size]
+    return np.ascontiguousarray(out[:, ::-1] if c.flip else out)
+
+
+def crop_points(y: np.ndarray, x: np.ndarray, c: Crop) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel coordinates through :func:`crop_image`'s transform; ``inside`` marks those in the crop."""
+    ny = np.floor((np.asarray(y, np.float64) + 0.5) * c.rh / c.h).astype(np.int64) - c.y0
+    nx = np.floor((np.asarray(x, np.float64) + 0.5) * c.rw / c.w).astype(np.int64) - c.x0
+    inside = (ny >= 0) & (ny < c.size) & (nx >= 0) & (nx < c.size)
+    if c.flip:
+        nx = c.size - 1 - nx
+    return ny, nx, inside
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError("image bytes could not be decoded")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _stereo_pairs(depth_png: bytes, c: Crop, cfg: DataConfig, rng) -> tuple[np.ndarray, ...]:
+    from dynocc.factory.stereo import decode_inverse_depth_png
+    from dynocc.factory.stereo_pairs import sample_stereo_pairs
+
+    inv, sky = decode_inverse_depth_png(depth_png)
+    inv = crop_image(inv, c, cv2.INTER_NEAREST)
+    sky = crop_image(sky.astype(np.uint8), c, cv2.INTER_NEAREST).astype(bool)
+    p = sample_stereo_pairs(inv, np.isfinite(inv) & ~sky, sky, n_random=cfg.stereo_pairs,
+                            n_edge=cfg.stereo_edge_pairs, sigma=cfg.sigma, rng=rng)
+    return p.ya, p.xa, p.yb, p.xb, p.ordinal
+
+
+def _stored_pairs(row: dict, c: Crop, keep_rate: float, rng) -> tuple[np.ndarray, ...]:
+    ya, xa, ok_a = crop_points(row["pair_ya"], row["pair_xa"], c)
+    yb, xb, ok_b = crop_points(row["pair_yb"], row["pair_xb"], c)
+    ok = ok_a & ok_b & ((ya != yb) | (xa != xb))
+    idx = np.nonzero(ok)[0]
+    if len(idx) and keep_rate < 1:
+        kept = idx[rng.random(len(idx)) < keep_rate]
+        idx = kept if len(kept) else idx[rng.integers(0, len(idx), 1)]
+    return ya[idx], xa[idx], yb[idx], xb[idx], np.asarray(row["pair_ordinal"])[idx]
+
+
+def decode_row(row: dict, cfg: DataConfig, keep_rate: float, rng: np.random.Generator) -> dict:
+    """One shard row -> one training example (module docstring)."""
+    img = decode_rgb(row["image"])
+    h, w = img.shape[:2]
+    c = random_crop(h, w, cfg.image_size, rng, cfg.scale_range, cfg.flip)
+    if row.get("depth_png") is not None:
+        ya, xa, yb, xb, o = _stereo_pairs(row["depth_png"], c, cfg, rng)
+    else:
+        if (int(row.get("height", h)), int(row.get("width", w))) != (h, w):
+            raise ValueError(f"stored size {row.get('height')}x{row.get('width')} != image {h}x{w}")
+        ya, xa, yb, xb, o = _stored_pairs(row, c, keep_rate, rng)
+    if len(o) > cfg.max_pairs:
+        pick = rng.choice(len(o), cfg.max_pairs, replace=False)
+        ya, xa, yb, xb, o = ya[pick], xa[pick], yb[pick], xb[pick], o[pick]
+    out = {"image": crop_image(img, c)}
+    n, p = len(o), cfg.max_pairs
+    for key, v in zip(PAIR_KEYS, (ya, xa, yb, xb)):
+        out[key] = np.zeros(p, np.int16)
+        out[key][:n] = v
+    out["pair_ordinal"] = np.zeros(p, np.int8)
+    out["pair_ordinal"][:n] = o
+    out["pair_mask"] = np.arange(p) < n
+    return out
+
+
+def decode_batch(batch, cfg: dict, keep_rate: float) -> dict:
+    """``map_batches`` function: a pyarrow batch of shard rows -> stacked training arrays."""
+    config = DataConfig.model_validate(cfg)
+    rng = np.random.default_rng()  # fresh entropy: new crops and kept pairs every epoch
+    cols = {name: batch.column(name) for name in batch.column_names}
+    rows = []
+    for i in range(batch.num_rows):
+        row = {k: (v[i].values.to_numpy(zero_copy_only=False) if k.startswith("pair_") else v[i].as_py())
+               for k, v in cols.items()}
+        rows.append(decode_row(row, config, keep_rate, rng))
+    keys = ("image", *PAIR_KEYS, "pair_ordinal", "pair_mask")
+    return {k: np.stack([r[k] for r in rows]) for k in keys}
+
+
+def _arrow_filesystem(urls: list[str], storage_options: Optional[dict]):
+    """(pyarrow filesystem or None, paths) for ``read_parquet``; local paths need none."""
+    if not urls or "://" not in urls[0] or urls[0].startswith("file://"):
+        return None, [u.removeprefix("file://") for u in urls]
+    from fsspec.core import url_to_fs
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    fs, _ = url_to_fs(urls[0], **(storage_options or {}))
+    return PyFileSystem(FSSpecHandler(fs)), [fs._strip_protocol(u) for u in urls]
+
+
+def source_files(src: DataSource, storage_options: Optional[dict] = None) -> tuple[list[str], int]:
+    """Committed frame files of a shard root and its number of rows."""
+    from dynocc.factory.writer import committed_files, committed_items
+
+    files = committed_files(src.url, "frames", storage_options)
+    if not files:
+        raise DataError(f"no committed frame shards under {src.url}")
+    rows = sum(s.frames for s in committed_items(src.url, storage_options))
+    return files, rows
+
+
+def epoch_rows(cfg: DataConfig) -> float:
+    """Expected rows per epoch of the mix: sum of weight x rows."""
+    return sum(src.weight * source_files(src, cfg.storage_options)[1] for src in cfg.sources)
+
+
+def build_train_dataset(cfg: DataConfig, decode_batch_size: int = 8):
+    """The mixed, decoded training dataset (one epoch = every source ``weight`` times)."""
+    import pyarrow.parquet as pq
+    import ray
+
+    if not cfg.sources:
+        raise DataError("no training data: give --data URL[:weight] (or data.sources in --config)")
+    parts = []
+    for src in cfg.sources:
+        files, _ = source_files(src, cfg.storage_options)
+        fs, paths = _arrow_filesystem(files, cfg.storage_options)
+        schema = pq.read_schema(paths[0], filesystem=fs) if fs else pq.read_schema(paths[0])
+        columns = list(READ_COLUMNS) + (["depth_png"] if "depth_png" in schema.names else [])
+        ds = ray.data.read_parquet(paths, filesystem=fs, columns=columns)
+        keep = cfg.keep_rate if src.keep_rate is None else src.keep_rate
+        ds = ds.map_batches(decode_batch, fn_kwargs={"cfg": cfg.model_dump(), "keep_rate": keep},
+                            batch_size=decode_batch_size, batch_format="pyarrow")
+        whole, frac = int(src.weight), src.weight - int(src.weight)
+        parts += [ds] * whole + ([ds.random_sample(frac)] if frac > 1e-6 else [])
+    mixed = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    return mixed.randomize_block_order()
+
+
+def to_model_input(image_uint8, channels_last: bool = True):
+    """(N, H, W, 3) uint8 tensor -> (N, 3, H, W) float in [0, 1]."""
+    import torch
+
+    x = image_uint8.permute(0, 3, 1, 2).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
+
+
+def steps_for_epochs(epochs: float, rows: float, batch_size: int) -> int:
+    return max(1, math.ceil(epochs * rows / batch_size))
