@@ -343,6 +343,24 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .trainer.commands import run_train
+
+    return run_train(args)
+
+
+def cmd_eval(args) -> int:
+    from .trainer.commands import run_eval
+
+    return run_eval(args)
+
+
+def cmd_predict(args) -> int:
+    from .trainer.commands import run_predict
+
+    return run_predict(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dynocc", description="Relative-depth training data from dynamic videos.")
     parser.add_argument("--version", action="version", version=f"dynocc {__version__}")
@@ -449,6 +467,20 @@ def build_parser() -> argparse.ArgumentParser:
     from .submit import add_parser as _add_submit_parser
 
     _add_submit_parser(sub)  # dynocc submit JOB.yaml --address http://HEAD:8265
+    from .trainer.commands import add_eval_args, add_predict_args, add_train_args
+
+    p = sub.add_parser("train", help="train the EncDecResNet on mined shards with Ray Train",
+                       description="Ray Train (TorchTrainer, DDP) on Ray Data read from shard roots mixed by "
+                                   "weight; metrics.csv and checkpoints under --out; --resume continues.")
+    add_train_args(p)
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("eval", help="WHDR on a DIW-format CSV, WKDR on shards, of a trained checkpoint",
+                       description="The last line of stdout is one JSON object with whdr and the counts.")
+    add_eval_args(p)
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("predict", help="relative depth maps of images: 16-bit PNG and a coloured view")
+    add_predict_args(p)
+    p.set_defaults(func=cmd_predict)
     return parser
 
 

@@ -141,14 +141,20 @@ def _prefixed(e: ConfigError, prefix: str) -> str:
 def load_job_spec(path: str) -> JobSpec:
     """Read and validate a job spec, its ``miner:`` section included; ConfigError names the bad key."""
     tree = read_spec_file(path)
+    problems = []
+    spec = None
     try:
         spec = JobSpec.model_validate(tree)
     except ValidationError as e:
-        raise ConfigError(f"job spec {path}: bad settings:\n{format_validation_error(e)}") from None
-    try:
-        load_config(miner_model(spec.command), None, miner_assignments(spec.miner))
-    except ConfigError as e:
-        raise ConfigError(f"job spec {path}: bad settings:\n{_prefixed(e, 'miner.')}") from None
+        problems.append(format_validation_error(e))
+    miner, command = tree.get("miner"), tree.get("command")
+    if isinstance(miner, dict) and command in ("mine", "mine-stereo"):  # all problems at once
+        try:
+            load_config(miner_model(command), None, miner_assignments(miner))
+        except ConfigError as e:
+            problems.append(_prefixed(e, "miner."))
+    if problems:
+        raise ConfigError(f"job spec {path}: bad settings:\n" + "\n".join(problems))
     return spec
 
 

@@ -6,9 +6,11 @@ dashboard's port, 8265 by default). Its entrypoint is the command the spec is fo
 * a mining spec (``command: mine`` / ``mine-stereo``, see :mod:`dynocc.jobspec`):
   ``dynocc mine --job SPEC`` / ``dynocc mine-stereo --job SPEC``;
 * a training spec (the keys of the trainer's ``TrainConfig``, e.g. ``jobs/train_*.yaml``):
-  ``dynocc train --config SPEC``.
+  ``dynocc train --config SPEC --out URL`` (``--out`` is required for a training spec).
 
-The spec is validated here first, so a typo costs no cluster time (exit code 2).
+``--out URL`` and ``--args ARG ...`` (last on the line) are appended to that command. The spec is
+validated here first, and the whole command is parsed with the local ``dynocc`` parser, so a typo
+costs no cluster time (exit code 2).
 
 What is uploaded (the job's runtime environment ``working_dir``):
 
@@ -16,10 +18,12 @@ What is uploaded (the job's runtime environment ``working_dir``):
   from ``deploy/Dockerfile``, or the cluster launcher's setup commands);
 * ``--working-dir DIR``: DIR, with the spec inside it (``--working-dir .`` from the project root).
   If DIR is the dynocc project itself, its code is shipped too and runs instead of the installed
-  one: the packages are assembled as one ``dynocc`` package (``factory/`` becomes
-  ``dynocc.factory``, as pyproject's ``package-dir`` says) and sent as a ``py_modules`` entry; the
-  source folders themselves are left out of the upload, since Ray puts the working directory
-  first on ``PYTHONPATH`` and an incomplete ``dynocc/`` there would hide the real one.
+  one. Ray puts the working directory first on ``PYTHONPATH`` (for the driver and every worker),
+  where the source folder ``dynocc/`` alone would hide the installed package without being
+  complete (``factory/`` is installed as ``dynocc.factory``, by pyproject's ``package-dir``). So a
+  copy of DIR is uploaded in which the source folders are assembled into one ``dynocc/`` package.
+  (Not as ``py_modules`` beside DIR: Ray applies ``excludes`` to py_modules too, relative to each
+  module, so excluding ``/factory/`` from DIR would drop ``dynocc/factory`` from the module.)
   The dependencies must already be on the cluster (``--pip SPEC`` adds packages, which needs
   ``virtualenv`` on the cluster, part of ``ray[default]``).
 
@@ -55,8 +59,10 @@ __all__ = ["add_parser", "cmd_submit", "build_submission", "Submission", "ENV_PA
 ENV_PASSTHROUGH = ("RAY_AUTH_MODE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION")
 
 # Left out of a --working-dir upload (Ray also honours the folder's .gitignore files).
-UPLOAD_EXCLUDES = [".git/", ".venv/", "venv/", "**/__pycache__/", "*.pyc", "*.egg-info/", "bench_out/",
-                   "demo_out/", ".pytest_cache/", "*.parquet", "*.mp4", "*.pth", "*.pt", "*.ckpt"]
+UPLOAD_EXCLUDES = [".git/", ".venv/", "venv/", "**/__pycache__/", "*.pyc", "*.egg-info/", ".pytest_cache/",
+                   "bench_out/", "demo_out/", "build/", "dist/"]
+_COPY_IGNORE = (".git", ".venv", "venv", "__pycache__", "*.pyc", "*.egg-info", ".pytest_cache", "bench_out",
+                "demo_out", "build", "dist")
 
 # pyproject's [tool.setuptools] package-dir, for Pythons without tomllib (3.10).
 _DEFAULT_PACKAGE_DIR = {"dynocc": "dynocc", "dynocc.factory": "factory", "dynocc.schemas": "schemas",
@@ -89,6 +95,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--submission-id", default=None, help="job id to use (default: one made by Ray)")
     p.add_argument("--entrypoint-num-cpus", type=float, default=None,
                    help="CPUs reserved for the job's driver (default: none, so it may run on a 0-CPU head)")
+    p.add_argument("--out", metavar="URL", default=None,
+                   help="the job's output, passed on as --out: required for a training spec (dynocc train --out); "
+                        "for a mining spec it overrides the spec's out")
+    p.add_argument("--args", nargs=argparse.REMAINDER, default=[], metavar="ARG",
+                   help="last: more arguments for the job's dynocc command, e.g. --args --resume --workers 2")
     p.set_defaults(func=cmd_submit)
     return p
 
@@ -141,10 +152,30 @@ def validate_spec(path: str) -> str:
     return kind
 
 
-def entrypoint_for(kind: str, spec_arg: str) -> str:
-    if kind == "train":
-        return f"dynocc train --config {shlex.quote(spec_arg)}"
-    return f"dynocc {kind} --job {shlex.quote(spec_arg)}"
+def entrypoint_for(kind: str, spec_arg: str, out: Optional[str] = None, extra: Optional[list[str]] = None) -> str:
+    argv = ["dynocc", "train", "--config", spec_arg] if kind == "train" else ["dynocc", kind, "--job", spec_arg]
+    if out:
+        argv += ["--out", out]
+    return shlex.join(argv + list(extra or []))
+
+
+def check_entrypoint(entrypoint: str) -> None:
+    """ConfigError if the local dynocc parser refuses the job's command (it would fail on the cluster)."""
+    import contextlib
+    import io
+
+    from .cli import build_parser
+
+    argv = shlex.split(entrypoint)[1:]
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            build_parser().parse_args(argv)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            reason = err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else f"exit {e.code}"
+            hint = " (give `dynocc submit ... --out URL`)" if "--out" in reason else ""
+            raise ConfigError(f"the job's command would not run: `{entrypoint}`: {reason}{hint}") from None
 
 
 def _package_dir(project: Path) -> Optional[dict]:
@@ -166,12 +197,30 @@ def _package_dir(project: Path) -> Optional[dict]:
 
 def stage_package(project: Path, package_dir: dict, dest: Path) -> Path:
     """Assemble the project's packages as one importable ``dest/dynocc`` folder."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    ignore = shutil.ignore_patterns(*_COPY_IGNORE)
     root = dest / "dynocc"
     for name in sorted(package_dir, key=lambda n: n.count(".")):
         target = root.joinpath(*name.split(".")[1:])
         shutil.copytree(project / package_dir[name], target, ignore=ignore, dirs_exist_ok=True)
     return root
+
+
+def stage_project(project: Path, package_dir: dict, dest: Path) -> Path:
+    """A copy of the project to upload as the working directory: everything but the development
+    clutter, with the package source folders replaced by the assembled ``dynocc/`` package."""
+    ignore = shutil.ignore_patterns(*_COPY_IGNORE)
+    sources = {Path(folder).parts[0] for folder in package_dir.values()}
+    dest.mkdir(parents=True)
+    skip = set(ignore(str(project), [e.name for e in project.iterdir()]))
+    for entry in project.iterdir():
+        if entry.name in sources or entry.name in skip:
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, dest / entry.name, ignore=ignore)
+        else:
+            shutil.copy2(entry, dest / entry.name)
+    stage_package(project, package_dir, dest)
+    return dest
 
 
 def _env_vars(env_args: list[str]) -> dict[str, str]:
@@ -190,7 +239,8 @@ def _env_vars(env_args: list[str]) -> dict[str, str]:
 
 
 def build_submission(spec: str, working_dir: Optional[str] = None, env: Optional[list[str]] = None,
-                     pip: Optional[list[str]] = None) -> Submission:
+                     pip: Optional[list[str]] = None, out: Optional[str] = None,
+                     extra: Optional[list[str]] = None) -> Submission:
     """Validate ``spec`` and build the entrypoint and runtime environment (see the module doc).
     Call :meth:`Submission.cleanup` once the job is submitted (the upload is done by then)."""
     kind = validate_spec(spec)
@@ -213,14 +263,13 @@ def build_submission(spec: str, working_dir: Optional[str] = None, env: Optional
                 raise ConfigError(f"the spec {spec} is not inside --working-dir {working_dir}: the job could not "
                                   f"read it there; move it into {working_dir} or drop --working-dir")
             spec_arg = spec_path.relative_to(wd).as_posix()
-        excludes = list(UPLOAD_EXCLUDES)
         package_dir = _package_dir(wd)
-        if package_dir:
+        if package_dir:  # the dynocc project: ship its code as one complete package
             temp = tempfile.TemporaryDirectory(prefix="dynocc-submit-")
-            runtime_env["py_modules"] = [str(stage_package(wd, package_dir, Path(temp.name)))]
-            excludes += [f"/{folder.strip('/')}/" for folder in package_dir.values()]
-        runtime_env["working_dir"] = str(wd)
-        runtime_env["excludes"] = excludes
+            runtime_env["working_dir"] = str(stage_project(wd, package_dir, Path(temp.name) / wd.name))
+        else:
+            runtime_env["working_dir"] = str(wd)
+        runtime_env["excludes"] = list(UPLOAD_EXCLUDES)
     elif _is_url(spec):
         spec_arg = spec  # the cluster reads it from storage
     else:
@@ -230,7 +279,14 @@ def build_submission(spec: str, working_dir: Optional[str] = None, env: Optional
         spec_arg = Path(spec).name
         shutil.copyfile(spec, folder / spec_arg)
         runtime_env["working_dir"] = str(folder)
-    return Submission(kind, entrypoint_for(kind, spec_arg), runtime_env, temp)
+    entrypoint = entrypoint_for(kind, spec_arg, out, extra)
+    try:
+        check_entrypoint(entrypoint)
+    except ConfigError:
+        if temp is not None:
+            temp.cleanup()
+        raise
+    return Submission(kind, entrypoint, runtime_env, temp)
 
 
 # --------------------------------------------------------------------------- running it
@@ -252,15 +308,15 @@ def _client(address: str):
     return JobSubmissionClient(address)
 
 
-async def _tail(client, job_id: str, out) -> None:
+async def _tail(client, job_id: str, out, shown: list) -> None:
     async for lines in client.tail_job_logs(job_id):
         out.write(lines)
         out.flush()
+        shown[0] += len(lines)
 
 
-def _poll_logs(client, job_id: str, out, poll: float = 1.0) -> None:
+def _poll_logs(client, job_id: str, out, shown: int = 0, poll: float = 1.0) -> None:
     """Logs by polling (when the log stream is not available): print what is new until the end."""
-    shown = 0
     while True:
         status = _status(client, job_id)
         logs = client.get_job_logs(job_id)
@@ -281,11 +337,12 @@ def _status(client, job_id: str) -> str:
 def follow(client, job_id: str, out=None, settle_seconds: float = 30.0) -> tuple[str, str]:
     """Stream the job's logs to ``out`` until it ends; its final (status, message)."""
     out = out or sys.stdout
+    shown = [0]  # characters already written
     try:
-        asyncio.run(_tail(client, job_id, out))
+        asyncio.run(_tail(client, job_id, out, shown))
     except Exception as e:  # e.g. a proxy that does not pass websockets: poll instead
         print(f"dynocc submit: log stream unavailable ({type(e).__name__}: {e}); polling", file=sys.stderr)
-        _poll_logs(client, job_id, out)
+        _poll_logs(client, job_id, out, shown[0])
     deadline = time.monotonic() + settle_seconds
     status = _status(client, job_id)
     while status not in _TERMINAL and time.monotonic() < deadline:
@@ -297,7 +354,7 @@ def follow(client, job_id: str, out=None, settle_seconds: float = 30.0) -> tuple
 
 def cmd_submit(args) -> int:
     address = _address(args)
-    with build_submission(args.spec, args.working_dir, args.env, args.pip) as sub:
+    with build_submission(args.spec, args.working_dir, args.env, args.pip, args.out, args.args) as sub:
         try:
             client = _client(address)
         except Exception as e:

@@ -131,13 +131,18 @@ def coords_grid(batch: int, ht: int, wd: int, device) -> torch.Tensor:
 
 
 def bilinear_sampler(img: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Sample ``img`` (N, C, H, W) at pixel coordinates ``coords`` (N, h, w, 2 = x, y); zeros outside."""
+    """Sample ``img`` (N, C, H, W) at pixel coordinates ``coords`` (N, h, w, 2 = x, y); zeros outside.
+
+    The reference normalises with ``2x / (W - 1) - 1`` and ``align_corners=True``; ``(2x + 1) / W - 1``
+    with ``align_corners=False`` samples the very same points and also works where a pyramid level
+    is one pixel high or wide (frames under 128 px), where the reference divides by zero.
+    """
     h, w = img.shape[-2:]
     xgrid, ygrid = coords.split([1, 1], dim=-1)
-    xgrid = 2 * xgrid / (w - 1) - 1
-    ygrid = 2 * ygrid / (h - 1) - 1
+    xgrid = (2 * xgrid + 1) / w - 1
+    ygrid = (2 * ygrid + 1) / h - 1
     grid = torch.cat([xgrid, ygrid], dim=-1)
-    return F.grid_sample(img, grid, align_corners=True)
+    return F.grid_sample(img, grid, align_corners=False)
 
 
 class CorrBlock:
@@ -303,6 +308,9 @@ class RAFTSmall(nn.Module):
         through the encoders once (the miner asks for F(a->b) and F(b->a) together)."""
         if images.shape[-2] % 8 or images.shape[-1] % 8:
             raise ValueError(f"image sides must be multiples of 8 (pad with InputPadder), got {tuple(images.shape)}")
+        if min(images.shape[-2:]) < 64:
+            raise ValueError(f"RAFT-small needs frames of at least 64x64 px (its 4-level pyramid at 1/8), "
+                             f"got {tuple(images.shape[-2:])}")
         amp = dict(device_type=images.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
         images = 2 * (images / 255.0) - 1.0
         with torch.autocast(**amp):

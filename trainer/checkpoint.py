@@ -91,6 +91,6 @@ def resolve_checkpoint(run_or_file: str, storage_options: Optional[dict] = None)
 def load_checkpoint(run_or_file: str, storage_options: Optional[dict] = None) -> dict:
     """The checkpoint dict (``model``, ``optimizer``, ``step``, ``config``), tensors on the CPU."""
     url = resolve_checkpoint(run_or_file, storage_options)
-    ckpt = torch.load(io.BytesIO(_get(url, storage_options)), map_location="cpu", weights_only=False)
+    ckpt = torch.load(io.BytesIO(_get(url, storage_options)), map_location="cpu", weights_only=True)
     ckpt["url"] = url
     return ckpt

@@ -1,9 +1,10 @@
 """Evaluation: WHDR on DIW-format CSV files, WKDR on shards; the predictor used by eval and predict.
 
-DIW CSV (Chen et al. 2016): an optional header line, then per record an image line (``path,…``,
-the path relative to the CSV or ``--image-root``) and a pair line ``yA,xA,yB,xB,REL,W,H`` —
-1-indexed pixel coordinates in a W×H image, ``REL`` '>' when A is further than B, '<' when A is
-closer, '=' about equal. An image may appear in several records.
+DIW CSV (Chen et al. 2016): per record an image line (``path,…``, relative to the CSV or
+``--image-root``) and a pair line ``yA,xA,yB,xB,REL,W,H`` — 1-indexed pixel coordinates in a W×H
+image, ``REL`` '>' when A is further than B, '<' when A is closer, '=' about equal; an image may
+appear in several records. Files are read by :func:`dynocc.factory.export.read_diw_csv`, and
+files it rejects (a header line first) by a lenient reader here.
 
 The network predicts inverse depth z (larger = closer): A is predicted further when
 ``zA < zB − τ``, closer when ``zA > zB + τ``, equal otherwise. WHDR (DIW) and WKDR (Kinect-style
@@ -42,37 +43,60 @@ def _is_pair_line(fields: list[str]) -> bool:
     return True
 
 
-def read_diw_csv(path: str) -> list[dict]:
-    """Records ``{image, ya, xa, yb, xb (0-based), relation, width, height}`` of a DIW-format file."""
+def _read_diw_lenient(path: str, image_root: Optional[str], storage_options: Optional[dict]) -> list[dict]:
+    """Any line that is not a pair line is an image line, so a header line is skipped."""
     import fsspec
 
-    with fsspec.open(path, "r") as f:
+    with fsspec.open(path, "r", **(storage_options or {})) as f:
         lines = f.read().splitlines()
     records, image = [], None
     for n, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
+        fields = line.strip().split(",")
+        if not line.strip():
             continue
-        fields = line.split(",")
         if not _is_pair_line(fields):
-            image = fields[0].strip()  # an image line (the header line is overwritten by the first one)
+            image = fields[0].strip()
             continue
         if image is None:
             raise ValueError(f"{path}:{n}: a pair line before any image line")
         ya, xa, yb, xb, w, h = (int(float(fields[i])) for i in (0, 1, 2, 3, 5, 6))
-        records.append({"image": image, "ya": ya - 1, "xa": xa - 1, "yb": yb - 1, "xb": xb - 1,
-                        "relation": fields[4].strip(), "width": w, "height": h})
+        records.append({"image": resolve_image(image, path, image_root), "ya": ya - 1, "xa": xa - 1,
+                        "yb": yb - 1, "xb": xb - 1, "ordinal": diw_ordinal(fields[4]), "width": w, "height": h})
     return records
 
 
-def write_diw_csv(path: str, records: Iterable[dict]) -> None:
-    """Write records (0-based coordinates, as :func:`read_diw_csv` returns) in DIW format."""
+def read_diw_records(path: str, image_root: Optional[str] = None,
+                     storage_options: Optional[dict] = None) -> list[dict]:
+    """Records ``{image (resolved), ya, xa, yb, xb (0-based), ordinal (+1 A closer), width, height}``.
+
+    Read with :func:`dynocc.factory.export.read_diw_csv` (the project's reference reader); a file it
+    rejects (e.g. one that starts with a header line) is read by a lenient parser here.
+    """
+    try:
+        from dynocc.factory.export import read_diw_csv
+    except ImportError:
+        read_diw_csv = None
+    if read_diw_csv is not None:
+        try:
+            pairs = read_diw_csv(path, storage_options, image_root)
+        except ValueError:
+            pass
+        else:
+            return [{"image": p.image, "ya": p.ya, "xa": p.xa, "yb": p.yb, "xb": p.xb, "ordinal": p.ordinal,
+                     "width": p.width, "height": p.height} for p in pairs]
+    return _read_diw_lenient(path, image_root, storage_options)
+
+
+def write_diw_csv(path: str, records: Iterable[dict], header: bool = False) -> None:
+    """Write records (0-based coordinates, schema-v1 ``ordinal``) in DIW format: per pair an image
+    line and ``yA,xA,yB,xB,REL,W,H`` (1-indexed, '>' = A further); ``header`` adds a first line."""
     import fsspec
 
-    lines = ["image,yA,xA,yB,xB,relation,width,height"]
+    rel = {1: "<", -1: ">", 0: "="}
+    lines = ["image,yA,xA,yB,xB,relation,width,height"] if header else []
     for r in records:
         lines.append(f"{r['image']}")
-        lines.append(f"{r['ya'] + 1},{r['xa'] + 1},{r['yb'] + 1},{r['xb'] + 1},{r['relation']},"
+        lines.append(f"{r['ya'] + 1},{r['xa'] + 1},{r['yb'] + 1},{r['xb'] + 1},{rel[int(r['ordinal'])]},"
                      f"{r['width']},{r['height']}")
     with fsspec.open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -82,13 +106,16 @@ def resolve_image(image: str, csv_path: str, image_root: Optional[str]) -> str:
     if "://" in image or image.startswith("/"):
         return image
     base = image_root if image_root is not None else posixpath.dirname(csv_path) or "."
-    return posixpath.normpath(posixpath.join(base, image)) if "://" not in base else f"{base.rstrip('/')}/{image}"
+    if "://" in base:
+        scheme, rest = base.split("://", 1)
+        return f"{scheme}://" + posixpath.normpath(posixpath.join(rest, image))
+    return posixpath.normpath(posixpath.join(base, image))
 
 
-def read_image(url: str) -> np.ndarray:
+def read_image(url: str, storage_options: Optional[dict] = None) -> np.ndarray:
     import fsspec
 
-    with fsspec.open(url, "rb") as f:
+    with fsspec.open(url, "rb", **(storage_options or {})) as f:
         data = f.read()
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
@@ -107,7 +134,7 @@ def predicted_relation(za, zb, tau: float = 0.0) -> np.ndarray:
 
 def diw_ordinal(relation: str) -> int:
     """DIW '>' (A further) -> −1, '<' -> +1, '=' -> 0 (schema-v1 sign)."""
-    return {"<": 1, ">": -1, "=": 0}[relation]
+    return {"<": 1, ">": -1, "=": 0}[relation.strip()]
 
 
 def disagreement(pred: np.ndarray, truth: np.ndarray) -> dict:
@@ -164,25 +191,25 @@ def _scaled(y, x, rec_h, rec_w, h, w):
     return (min(h - 1, int((y + 0.5) * h / rec_h)), min(w - 1, int((x + 0.5) * w / rec_w)))
 
 
-def evaluate_diw(predictor: Predictor, csv_path: str, image_root: Optional[str] = None, tau: float = 0.0) -> dict:
+def evaluate_diw(predictor: Predictor, csv_path: str, image_root: Optional[str] = None, tau: float = 0.0,
+                 storage_options: Optional[dict] = None) -> dict:
     """WHDR of ``predictor`` on a DIW-format file (each image predicted once)."""
     by_image = defaultdict(list)
-    for r in read_diw_csv(csv_path):
+    for r in read_diw_records(csv_path, image_root, storage_options):
         by_image[r["image"]].append(r)
     pred, truth = [], []
     for image, recs in by_image.items():
-        rgb = read_image(resolve_image(image, csv_path, image_root))
-        z = predictor.predict(rgb)
+        z = predictor.predict(read_image(image, storage_options))
         h, w = z.shape
         for r in recs:
             ya, xa = _scaled(r["ya"], r["xa"], r["height"], r["width"], h, w)
             yb, xb = _scaled(r["yb"], r["xb"], r["height"], r["width"], h, w)
             pred.append(predicted_relation(z[ya, xa], z[yb, xb], tau))
-            truth.append(diw_ordinal(r["relation"]))
+            truth.append(r["ordinal"])
     counts = disagreement(np.array(pred, np.int8), np.array(truth, np.int8))
     wrong = int(round(counts["wkdr"] * counts["pairs"])) if counts["pairs"] else 0
     return {"whdr": counts["wkdr"], "pairs": counts["pairs"], "wrong": wrong, "images": len(by_image),
-            "tau": tau}
+            "pairs_equal": counts["pairs_equal"], "tau": tau}
 
 
 def evaluate_shards(predictor: Predictor, url: str, tau: float = 0.0, stereo_pairs: int = 3000,

@@ -49,12 +49,12 @@ def stereo_rows(scene: SyntheticScene, frames, video_id: str, rng: np.random.Gen
 def diw_records(scene: SyntheticScene, frames, image_names, pairs_per_image: int,
                 rng: np.random.Generator) -> list[dict]:
     """DIW-style records for :func:`dynocc.trainer.evaluate.write_diw_csv` (0-based coordinates,
-    ``relation`` '>' when A is further, as in DIW)."""
+    schema-v1 ``ordinal``: +1 A closer)."""
     records = []
     for t, name in zip(frames, image_names):
         depth = scene.depth[t]
         h, w = depth.shape
         for ya, xa, yb, xb, o in zip(*ordered_pairs(depth, pairs_per_image, rng)):
             records.append({"image": name, "ya": int(ya), "xa": int(xa), "yb": int(yb), "xb": int(xb),
-                            "relation": "<" if o > 0 else ">", "width": w, "height": h})
+                            "ordinal": int(o), "width": w, "height": h})
     return records
