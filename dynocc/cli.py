@@ -206,6 +206,15 @@ def _run_mine(args, config) -> int:
         if given:
             print(f"dynocc {args.command}: {', '.join(given)} only apply to --engine ray", file=sys.stderr)
             return EXIT_USAGE
+    flow = config.flow if isinstance(config, MinerConfig) else config.stereo.flow
+    if flow.backend != "dis":  # check the weights once here, not in every actor
+        from .factory.raft import RAFTWeightsError, load_raft_small
+
+        try:
+            load_raft_small(flow.weights, "cpu", config.source.storage_options or None)
+        except RAFTWeightsError as e:
+            print(f"dynocc {args.command}: {e}", file=sys.stderr)
+            return EXIT_USAGE
     items, resolve_failures = resolver_for(config)(args.inputs, config.source)
     progress = _Progress(len(items) + len(resolve_failures), args.quiet, per_item=args.engine == "ray")
     try:

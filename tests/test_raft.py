@@ -12,11 +12,13 @@ reason, only where that file is absent.
   pixels with known disparity; RAFT-small must beat DIS medium clearly on the same pair;
 * the DynOcc miner with RAFT-small (default MinerConfig otherwise) on synthetic scenes keeps the
   acceptance lines: ordered pairs >= 97% right, equal pairs >= 95%;
-* batching: pairs of several sizes in one call equal the pairs one at a time (1e-4 px);
+* batching: pairs of several sizes in one call equal the pairs one at a time (bit for bit without
+  oneDNN; with it, the default, within 1e-4 relative: fp32 kernels differ by batch size);
 * config, factory and CLI wiring; ``device="auto"`` runs on CPU here.
 
 Figures measured when written (2 CPU cores): Motorcycle EPE RAFT-small 1.87 px vs DIS medium
-2.63 px; miner seeds 0-1 ordered 97.7%, equal 100%.
+2.63 px (10.4% vs 16.8% of pixels off by > 3 px); miner seeds 0-1 ordered 98.7% (99.6%, 97.8%),
+equal 100%; over seeds 0-15 (not run here) ordered 98.7%, equal 100%.
 """
 
 from __future__ import annotations
@@ -206,7 +208,7 @@ def test_miner_with_raft_keeps_the_acceptance_lines(raft):
     msg = (f"miner with RAFT-small, seeds 0-1: ordered {ordered:.4f} ({n_ord} pairs), equal {equal:.4f} "
            f"({n_eq} pairs), per seed {per_seed}")
     print("\n" + msg)
-    assert ordered >= 0.97, msg  # measured 0.977
+    assert ordered >= 0.97, msg  # measured 0.987
     assert equal >= 0.95, msg  # measured 1.000
     assert n_ord > 1000 and n_eq > 600, msg
 
@@ -228,9 +230,12 @@ def test_batched_equals_unbatched(raft, motorcycle):
     one.__dict__.update(raft.__dict__, batch_size=1)
 
     # Without oneDNN, convolutions do not depend on the batch size: grouping by size, batching,
-    # encoding a frame once for both directions and restoring the order must give identical flows.
+    # encoding a frame once for both directions and restoring the order must give identical flows
+    # (3 iterations: this checks the bookkeeping, and the slow path without oneDNN costs time).
     with torch.backends.mkldnn.flags(enabled=False):
+        batched.iters = one.iters = 3
         exact_b, exact_1 = batched.flows(pairs), one.flows(pairs)
+        batched.iters = one.iters = raft.iters
     for k, (f, g) in enumerate(zip(exact_b, exact_1)):
         assert np.array_equal(f, g), (k, float(np.abs(f - g).max()))
 
@@ -294,3 +299,17 @@ def test_cli_flags_reach_both_configs():
         cli._miner_config(parser.parse_args(["mine", "clip.mp4", "--out", "out", "--flow", "raft-small"]))
     defaults = cli._miner_config(parser.parse_args(["mine", "clip.mp4", "--out", "out"]))
     assert defaults.flow == FlowConfig()
+
+
+def test_cli_refuses_missing_or_wrong_flow_weights_with_a_clear_message(tmp_path):
+    import subprocess
+    import sys
+
+    bogus = tmp_path / "not_weights.pth"
+    bogus.write_bytes(b"not a checkpoint")
+    for weights in (tmp_path / "missing.pth", bogus):
+        r = subprocess.run([sys.executable, "-m", "dynocc.cli", "mine", str(tmp_path), "--out", str(tmp_path / "o"),
+                            "--engine", "local", "--flow", "raft-small", "--flow-weights", str(weights)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, r.stderr
+        assert "RAFT weights" in r.stderr and "Traceback" not in r.stderr
