@@ -70,6 +70,8 @@ _DEFAULT_PACKAGE_DIR = {"dynocc": "dynocc", "dynocc.factory": "factory", "dynocc
 
 _TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
+_SUBMIT_TRIES = 8  # ~1 minute of retries while a fresh head's agent starts
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
@@ -364,13 +366,20 @@ def cmd_submit(args) -> int:
         extra = {}
         if args.entrypoint_num_cpus is not None:
             extra["entrypoint_num_cpus"] = args.entrypoint_num_cpus
-        try:
-            job_id = client.submit_job(
-                entrypoint=sub.entrypoint, runtime_env=sub.runtime_env or None, submission_id=args.submission_id,
-                metadata={"dynocc_spec": os.path.basename(args.spec), "dynocc_command": sub.kind}, **extra)
-        except Exception as e:
-            print(f"dynocc submit: the cluster refused the job: {type(e).__name__}: {e}", file=sys.stderr)
-            return 2
+        job_id = None
+        for attempt in range(_SUBMIT_TRIES):
+            try:
+                job_id = client.submit_job(
+                    entrypoint=sub.entrypoint, runtime_env=sub.runtime_env or None, submission_id=args.submission_id,
+                    metadata={"dynocc_spec": os.path.basename(args.spec), "dynocc_command": sub.kind}, **extra)
+                break
+            except Exception as e:
+                # A head that has just started answers "No available agent" until its node agent is up.
+                if "No available agent" in str(e) and attempt + 1 < _SUBMIT_TRIES:
+                    time.sleep(min(2.0 * (attempt + 1), 10.0))
+                    continue
+                print(f"dynocc submit: the cluster refused the job: {type(e).__name__}: {e}", file=sys.stderr)
+                return 2
     print(f"dynocc submit: job {job_id} submitted to {address}: {sub.entrypoint}", file=sys.stderr, flush=True)
     if args.no_wait:
         print(job_id)

@@ -322,7 +322,7 @@ def test_submit_runs_a_mining_job_on_a_real_ray_cluster(ray_head, tmp_path):
 
     def dynocc_submit(path: Path) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "dynocc.cli", "submit", str(path), "--address", ray_head.address],
-                              capture_output=True, text=True, env=ray_head.env, timeout=120)
+                              capture_output=True, text=True, env=ray_head.env, timeout=300)
 
     r = dynocc_submit(spec)
     assert r.returncode == 0, r.stdout + r.stderr
