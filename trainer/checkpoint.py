@@ -76,6 +76,11 @@ def latest_checkpoint(out: str, storage_options: Optional[dict] = None) -> Optio
     return join(out, CKPT_DIR, info["file"])
 
 
+def checkpoint_step(url: str) -> int:
+    """The step in a checkpoint's file name (``step-00001000.pt`` -> 1000)."""
+    return int(url.rsplit("/", 1)[-1].removeprefix("step-").removesuffix(".pt"))
+
+
 def resolve_checkpoint(run_or_file: str, storage_options: Optional[dict] = None) -> str:
     """A checkpoint file as given, or the latest checkpoint of a run folder."""
     fs, path = url_to_fs(run_or_file, **(storage_options or {}))

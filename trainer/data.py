@@ -1,10 +1,12 @@
 """Training input: shard roots -> Ray Data -> decoded, augmented, padded pair batches.
 
-Each ``DataSource`` (a mining job's output, any fsspec URL) is read with ``ray.data.read_parquet``
-from its committed files only (:func:`dynocc.factory.writer.committed_files`), decoded by
-:func:`decode_batch` inside Ray Data (``map_batches``: the training workers only receive ready
-arrays) and repeated ``weight`` times per epoch (a fractional part is a random sample), so a
-weight of 30 makes ReDWeb rows 30 times as frequent (DynOcc 4.2).
+Each ``DataSource`` is a mining job's output (any fsspec URL); only its committed files are read
+(:func:`dynocc.factory.writer.committed_files`). :func:`plan_items` lists the work of the whole
+run: per epoch every file of a source ``ceil(weight)`` times (rows kept with probability
+``weight / ceil(weight)``, so a weight of 30 makes ReDWeb rows 30 times as frequent, DynOcc 4.2,
+and 0.5 halves a source), shuffled. :func:`build_train_dataset` turns the items into one Ray Data
+pipeline whose tasks read and validate each file and decode its rows (``map_batches``), so the
+training workers only receive ready arrays and never wait on the driver.
 
 Per row (:func:`decode_row`):
 
@@ -25,8 +27,9 @@ int8 (P,) in schema-v1 sign (+1 = A closer), ``pair_mask`` bool (P,).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 import cv2
 import numpy as np
@@ -34,7 +37,7 @@ import numpy as np
 from .config import DataConfig, DataSource
 
 PAIR_KEYS = ("pair_ya", "pair_xa", "pair_yb", "pair_xb")
-READ_COLUMNS = ("image", "width", "height", *PAIR_KEYS, "pair_ordinal")
+READ_COLUMNS = ("image", "width", "height", *PAIR_KEYS, "pair_ordinal", "depth_png")
 
 
 class DataError(ValueError):
@@ -135,39 +138,43 @@ def decode_row(row: dict, cfg: DataConfig, keep_rate: float, rng: np.random.Gene
     return out
 
 
-def decode_batch(batch, cfg: dict, keep_rate: float) -> dict:
-    """``map_batches`` function: a pyarrow batch of shard rows -> stacked training arrays."""
-    config = DataConfig.model_validate(cfg)
-    rng = np.random.default_rng()  # fresh entropy: new crops and kept pairs every epoch
-    cols = {name: batch.column(name) for name in batch.column_names}
+def decode_table(table, cfg: DataConfig, keep_rate: float, rng: np.random.Generator) -> dict:
+    """Rows of a frames table -> stacked training arrays (module docstring)."""
+    cols = {name: table.column(name) for name in table.column_names if name in READ_COLUMNS}
     rows = []
-    for i in range(batch.num_rows):
+    for i in range(table.num_rows):
         row = {k: (v[i].values.to_numpy(zero_copy_only=False) if k.startswith("pair_") else v[i].as_py())
                for k, v in cols.items()}
-        rows.append(decode_row(row, config, keep_rate, rng))
+        rows.append(decode_row(row, cfg, keep_rate, rng))
     keys = ("image", *PAIR_KEYS, "pair_ordinal", "pair_mask")
     return {k: np.stack([r[k] for r in rows]) for k in keys}
 
 
-def _arrow_filesystem(urls: list[str], storage_options: Optional[dict]):
-    """(pyarrow filesystem or None, paths) for ``read_parquet``; local paths need none."""
-    if not urls or "://" not in urls[0] or urls[0].startswith("file://"):
-        return None, [u.removeprefix("file://") for u in urls]
-    from fsspec.core import url_to_fs
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
+def read_and_decode(items: dict, cfg: dict, chunk_rows: int = 16) -> Iterator[dict]:
+    """``map_batches`` generator: per work item (a committed shard file, one of its copies) read and
+    validate the file (:func:`dynocc.schemas.read_table`), keep each row with probability
+    ``row_keep`` (a fractional weight), shuffle the rows and yield them decoded in chunks."""
+    from dynocc.schemas import read_table
 
-    fs, _ = url_to_fs(urls[0], **(storage_options or {}))
-    return PyFileSystem(FSSpecHandler(fs)), [fs._strip_protocol(u) for u in urls]
+    config = DataConfig.model_validate(cfg)
+    rng = np.random.default_rng()  # fresh entropy: new crops, kept pairs and rows on every pass
+    for url, keep_rate, row_keep in zip(items["file"], items["keep_rate"], items["row_keep"]):
+        table = read_table(str(url), config.storage_options, table="frames")
+        idx = np.nonzero(rng.random(table.num_rows) < float(row_keep))[0]
+        rng.shuffle(idx)
+        for start in range(0, len(idx), chunk_rows):
+            yield decode_table(table.take(idx[start:start + chunk_rows]), config, float(keep_rate), rng)
 
 
 def source_files(src: DataSource, storage_options: Optional[dict] = None) -> tuple[list[str], int]:
-    """Committed frame files of a shard root and its number of rows."""
+    """Committed frame files of a shard root (as URLs) and its number of rows."""
     from dynocc.factory.writer import committed_files, committed_items
 
-    files = committed_files(src.url, "frames", storage_options)
+    url = src.url if "://" in src.url else os.path.abspath(src.url)  # Ray workers run elsewhere
+    files = committed_files(url, "frames", storage_options)
     if not files:
         raise DataError(f"no committed frame shards under {src.url}")
-    rows = sum(s.frames for s in committed_items(src.url, storage_options))
+    rows = sum(s.frames for s in committed_items(url, storage_options))
     return files, rows
 
 
@@ -176,27 +183,36 @@ def epoch_rows(cfg: DataConfig) -> float:
     return sum(src.weight * source_files(src, cfg.storage_options)[1] for src in cfg.sources)
 
 
-def build_train_dataset(cfg: DataConfig, decode_batch_size: int = 8):
-    """The mixed, decoded training dataset (one epoch = every source ``weight`` times)."""
-    import pyarrow.parquet as pq
-    import ray
-
+def plan_items(cfg: DataConfig, passes: int = 1, seed: Optional[int] = None) -> list[dict]:
+    """Work items of ``passes`` epochs: each epoch lists every committed file of a source
+    ``ceil(weight)`` times (rows kept with probability ``weight / ceil(weight)``), shuffled."""
     if not cfg.sources:
         raise DataError("no training data: give --data URL[:weight] (or data.sources in --config)")
-    parts = []
+    per_epoch = []
     for src in cfg.sources:
         files, _ = source_files(src, cfg.storage_options)
-        fs, paths = _arrow_filesystem(files, cfg.storage_options)
-        schema = pq.read_schema(paths[0], filesystem=fs) if fs else pq.read_schema(paths[0])
-        columns = list(READ_COLUMNS) + (["depth_png"] if "depth_png" in schema.names else [])
-        ds = ray.data.read_parquet(paths, filesystem=fs, columns=columns)
+        copies = math.ceil(src.weight)
         keep = cfg.keep_rate if src.keep_rate is None else src.keep_rate
-        ds = ds.map_batches(decode_batch, fn_kwargs={"cfg": cfg.model_dump(), "keep_rate": keep},
-                            batch_size=decode_batch_size, batch_format="pyarrow")
-        whole, frac = int(src.weight), src.weight - int(src.weight)
-        parts += [ds] * whole + ([ds.random_sample(frac)] if frac > 1e-6 else [])
-    mixed = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    return mixed.randomize_block_order()
+        per_epoch += [{"file": f, "keep_rate": keep, "row_keep": src.weight / copies} for f in files] * copies
+    rng = np.random.default_rng(seed)
+    items = []
+    for _ in range(passes):
+        order = rng.permutation(len(per_epoch))
+        items += [per_epoch[i] for i in order]
+    return items
+
+
+def build_train_dataset(cfg: DataConfig, passes: int = 1, seed: Optional[int] = None):
+    """The mixed, decoded training dataset: ``passes`` epochs in one Ray Data execution.
+
+    One execution for the whole run (not one per epoch, not one ``read_parquet`` branch per
+    weight copy joined by ``union``): on 2 cores, 8 unioned ``read_parquet`` branches took 22 s
+    for 288 tiny rows and gave the first batch only at the end; these work items took 0.9 s.
+    """
+    import ray
+
+    items = plan_items(cfg, passes, seed)
+    return ray.data.from_items(items).map_batches(read_and_decode, batch_size=1, fn_kwargs={"cfg": cfg.model_dump()})
 
 
 def to_model_input(image_uint8, channels_last: bool = True):

@@ -24,7 +24,9 @@ def read_metrics(out: str, storage_options: Optional[dict] = None) -> list[dict]
     if not fs.exists(path):
         return []
     text = fs.cat_file(path).decode()
-    return [{k: (int(v) if k == "step" else float(v)) for k, v in r.items()} for r in csv.DictReader(io.StringIO(text))]
+    ints = {"step", "pairs_ordered", "pairs_kept", "pairs_equal"}
+    return [{k: (int(float(v)) if k in ints else float(v)) for k, v in r.items()}
+            for r in csv.DictReader(io.StringIO(text))]
 
 
 def _tensorboard(logdir: str, purge_step: int):

@@ -7,6 +7,9 @@ optimizer; rank 0 writes ``OUT/metrics.csv`` every step (and TensorBoard where a
 line every ``log_every`` steps and saves checkpoints (model, optimizer, step, config) through
 fsspec every ``checkpoint_every`` steps and at the end. ``resume=True`` continues from the
 newest checkpoint: same step numbers, same optimizer state, the metrics curve continues.
+
+On a multi-node cluster ``--out`` and the shard roots must be URLs every node can reach (s3://,
+gs://, a shared mount): rank 0 may run on any node.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
+import threading
 import time
 from typing import Optional
 
@@ -106,7 +109,8 @@ def train_loop(loop: dict) -> None:
         opt.step()
         step += 1
         acc = 0.0 if math.isnan(st["accuracy"]) else st["accuracy"] * st["n_ordered"]
-        sums = torch.tensor([loss.item(), acc, st["n_ordered"], st["n_kept"], st["n_equal"]], dtype=torch.float64)
+        sums = torch.tensor([loss.item(), acc, st["n_ordered"], st["n_kept"], st["n_equal"]], dtype=torch.float64,
+                            device=device)
         if world > 1:
             dist.all_reduce(sums)
         row = {"step": step, "loss": sums[0].item() / world, "accuracy": sums[1].item() / max(sums[2].item(), 1),
@@ -149,6 +153,12 @@ def _init_ray(address: Optional[str], log_to_driver: bool) -> bool:
     return True
 
 
+def _absolute(url: Optional[str]) -> Optional[str]:
+    if url is None or "://" in url:
+        return url
+    return os.path.abspath(url)
+
+
 def worker_resources(cfg: TrainConfig, free_cpus: float) -> dict:
     """Resources per Ray Train worker: the configured CPUs, 1 CPU beside a GPU, or on CPU the free
     CPUs less one for Ray Data's decoding, shared by the workers (0.5 each for 2 workers on 2 cores:
@@ -168,16 +178,35 @@ def worker_resources(cfg: TrainConfig, free_cpus: float) -> dict:
 
 
 def _storage(out: str, storage_options: Optional[dict]) -> dict:
-    """Where Ray Train keeps its own run state (not our checkpoints): beside the run, or a temp dir."""
+    """Where Ray Train keeps its own run state (not our checkpoints): ``OUT/ray_train``."""
     if "://" not in out or out.startswith("file://"):
         return {"storage_path": os.path.abspath(os.path.join(out.removeprefix("file://"), "ray_train"))}
     from fsspec.core import url_to_fs
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
     fs, path = url_to_fs(out, **(storage_options or {}))
-    if (fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol) == "memory":
-        return {"storage_path": tempfile.mkdtemp(prefix="dynocc-ray-train-")}
     return {"storage_path": f"{path.rstrip('/')}/ray_train", "storage_filesystem": PyFileSystem(FSSpecHandler(fs))}
+
+
+def _fit_interruptibly(trainer) -> None:
+    """``trainer.fit()`` in a helper thread, so that Ctrl-C reaches this (main) thread as a
+    KeyboardInterrupt: Ray Train's own SIGINT handler (installed only on the main thread) exits
+    with code 1 instead. The caller's ``ray.shutdown()`` then stops the workers; the newest
+    complete checkpoint is where ``--resume`` continues."""
+    box: dict = {}
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            box["error"] = e
+
+    thread = threading.Thread(target=fit, name="dynocc-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if "error" in box:
+        raise box["error"]
 
 
 def train(cfg: TrainConfig, out: str, resume: bool = False, storage_options: Optional[dict] = None,
@@ -187,17 +216,24 @@ def train(cfg: TrainConfig, out: str, resume: bool = False, storage_options: Opt
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from .checkpoint import latest_checkpoint
+    from .checkpoint import checkpoint_step, latest_checkpoint
     from .data import build_train_dataset, epoch_rows, steps_for_epochs
     from .metrics import read_metrics
 
     so = storage_options if storage_options is not None else cfg.data.storage_options
+    out = _absolute(out)  # Ray Train workers run in other directories
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={
+        "backbone_weights": _absolute(cfg.model.backbone_weights)}), "run": cfg.run.model_copy(update={
+        "init_from": _absolute(cfg.run.init_from)})})
     found = latest_checkpoint(out, so)
     if found and not resume:
         raise TrainUsageError(f"{out} already holds checkpoints: pass --resume to continue, or another --out")
+    rows = epoch_rows(cfg.data)
     steps = cfg.optim.steps
     if cfg.optim.epochs is not None:
-        steps = steps_for_epochs(cfg.optim.epochs, epoch_rows(cfg.data), cfg.optim.batch_size)
+        steps = steps_for_epochs(cfg.optim.epochs, rows, cfg.optim.batch_size)
+    done = checkpoint_step(found) if found else 0
+    passes = math.ceil(max(steps - done, 1) * cfg.optim.batch_size / max(rows, 1)) + 1
     if found:
         sys.stderr.write(f"dynocc train: resuming from {found}\n")
     started = _init_ray(cfg.scale.address, log_to_driver)
@@ -213,9 +249,9 @@ def train(cfg: TrainConfig, out: str, resume: bool = False, storage_options: Opt
             scaling_config=ScalingConfig(num_workers=cfg.scale.workers, use_gpu=cfg.scale.use_gpu,
                                          resources_per_worker=res),
             run_config=RunConfig(name=f"dynocc-train-{time.strftime('%Y%m%d-%H%M%S')}", **_storage(out, so)),
-            datasets={"train": build_train_dataset(cfg.data)},
+            datasets={"train": build_train_dataset(cfg.data, passes)},
         )
-        trainer.fit()
+        _fit_interruptibly(trainer)
     finally:
         if started:
             ray.shutdown()
