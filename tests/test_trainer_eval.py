@@ -91,6 +91,9 @@ def test_checkpoints_latest_prune_and_resolve(tmp_path):
     assert load_checkpoint(direct)["step"] == 4
     with pytest.raises(FileNotFoundError):
         resolve_checkpoint(str(tmp_path / "nothing"))
+    _tiny_checkpoint("memory://runs/r1", 5)  # object stores: written in place, latest.json last
+    assert latest_checkpoint("memory://runs/r1") == "memory://runs/r1/checkpoints/step-00000005.pt"
+    assert load_checkpoint("memory://runs/r1")["step"] == 5
 
 
 def test_metrics_continue_from_the_checkpoint_step(tmp_path):
