@@ -15,7 +15,7 @@ import time
 from typing import Optional
 
 from . import __version__
-from .config_loader import ConfigError, load_config
+from .config_loader import ConfigError, json_object as _json_object, load_config
 from .factory.config import MinerConfig, StereoJobConfig
 from .factory.job import EXIT_USAGE, JobSummary, ItemResult, MineUsageError, run_mine_job
 
@@ -61,16 +61,6 @@ def _add_stereo_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--random-pairs", type=int, help="random pairs per image (default: 1000)")
     g.add_argument("--edge-pairs", type=int, help="pairs across depth edges per image (default: 1000)")
     _add_source_flags(p)
-
-
-def _json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {e}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
-    return value
 
 
 def _add_engine_flags(p: argparse.ArgumentParser) -> None:

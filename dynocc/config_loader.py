@@ -17,6 +17,20 @@ class ConfigError(ValueError):
     """A user's configuration mistake; the CLI prints it without a traceback (exit code 2)."""
 
 
+def json_object(text: str) -> dict:
+    """An argparse type: a JSON object given on the command line (e.g. ``--storage-options``)."""
+    import argparse
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = tree

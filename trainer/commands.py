@@ -13,17 +13,9 @@ import math
 import os
 import sys
 
+from ..config_loader import json_object as _json_object
+
 EXIT_USAGE = 2
-
-
-def _json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {e}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
-    return value
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
