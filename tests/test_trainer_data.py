@@ -191,4 +191,6 @@ def test_ray_dataset_reads_shards_from_s3(ray_local, s3):
     cfg = DataConfig(sources=[DataSource(url=url, keep_rate=1.0)], image_size=64, max_pairs=32,
                      storage_options=s3.storage_options)
     rows = build_train_dataset(cfg).take_all()
-    assert len(rows) == 4 and all(r["pair_mask"].any() for r in rows)
+    assert len(rows) == 4  # every committed row came back through S3
+    # the random crop may push every pair of a row out of the frame; the rows together keep some
+    assert any(bool(r["pair_mask"].any()) for r in rows)
