@@ -360,6 +360,21 @@ def cmd_predict(args) -> int:
     return run_predict(args)
 
 
+def _add_mining_job_args(p: argparse.ArgumentParser, inputs_help: str, out_help: str, job_example: str,
+                         items: str) -> None:
+    """What `mine` and `mine-stereo` share: inputs, output, job spec, shard size, progress, retries, engine."""
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help=f"{inputs_help} (or the inputs of --job)")
+    p.add_argument("--out", default=None, help=f"{out_help} (or the out of --job)")
+    p.add_argument("--job", metavar="FILE.yaml",
+                   help=f"job spec ({job_example}; see dynocc/jobspec.py): its values are the defaults, "
+                        "flags given here override them")
+    p.add_argument("--rows-per-shard", type=int, default=512, help="frame rows per Parquet file (default: 512)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--retry-failed", action="store_true",
+                   help=f"mine again the {items} an earlier run committed with failures")
+    _add_engine_flags(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dynocc", description="Relative-depth training data from dynamic videos.")
     parser.add_argument("--version", action="version", version=f"dynocc {__version__}")
@@ -368,18 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mine", help="mine ordinal depth pairs from videos and frame folders (DynOcc)",
                        description="Mine DynOcc relative depth pairs into schema-v1 Parquet shards. Rerunning "
                                    "the same command resumes: videos already committed under --out are skipped.")
-    p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="video file, frame folder, folder of videos, YouTube-VOS root, or @list.txt "
-                        "(or the inputs of --job)")
-    p.add_argument("--out", default=None, help="output folder (or the out of --job)")
-    p.add_argument("--job", metavar="FILE.yaml",
-                   help="job spec (jobs/mine_*.yaml; see dynocc/jobspec.py): its values are the defaults, "
-                        "flags given here override them")
-    p.add_argument("--rows-per-shard", type=int, default=512, help="frame rows per Parquet file (default: 512)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--retry-failed", action="store_true",
-                   help="mine again the videos an earlier run committed with failures")
-    _add_engine_flags(p)
+    _add_mining_job_args(p, "video file, frame folder, folder of videos, YouTube-VOS root, or @list.txt",
+                         "output folder", "jobs/mine_*.yaml", "videos")
     _add_miner_flags(p)
     p.set_defaults(func=cmd_mine, engine=None, rows_per_shard=None, max_retries=None)  # None: from --job or defaults
 
@@ -387,18 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Disparity from left-right optical flow, sky set to infinity, pairs with the "
                                    "sigma = 0.02 rule, written as schema-v1 rows with a depth_png column. Same "
                                    "engines, resume and failure rows as `dynocc mine`.")
-    p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="side-by-side image (JPS/JPG/PNG), MPO file, pairs.csv (left,right columns), folder, "
-                        "glob, URL or @list (or the inputs of --job)")
-    p.add_argument("--out", default=None, help="output folder or URL (or the out of --job)")
-    p.add_argument("--job", metavar="FILE.yaml",
-                   help="job spec (jobs/mine_stereo.yaml; see dynocc/jobspec.py): its values are the defaults, "
-                        "flags given here override them")
-    p.add_argument("--rows-per-shard", type=int, default=512, help="rows per Parquet file (default: 512)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--retry-failed", action="store_true",
-                   help="mine again the inputs an earlier run committed with failures")
-    _add_engine_flags(p)
+    _add_mining_job_args(p, "side-by-side image (JPS/JPG/PNG), MPO file, pairs.csv (left,right columns), folder, "
+                            "glob, URL or @list", "output folder or URL", "jobs/mine_stereo.yaml", "inputs")
     _add_stereo_flags(p)
     p.set_defaults(func=cmd_mine_stereo, engine=None, rows_per_shard=None, max_retries=None)
 

@@ -257,3 +257,11 @@ def depth_order_truth(depth: np.ndarray, ya, xa, yb, xb) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         equal = (da == db) | (np.abs(np.log(da / db)) < 1e-3)
     return np.where(equal, 0, np.where(da < db, 1, -1)).astype(np.int8)
+
+
+def grade_pairs(depth: np.ndarray, ya, xa, yb, xb, ordinal) -> tuple[int, int, int, int]:
+    """(ordered pairs, ordered pairs right, equal pairs, equal pairs right) against the true depth."""
+    truth = depth_order_truth(depth, ya, xa, yb, xb)
+    ordinal = np.asarray(ordinal)
+    o = ordinal != 0
+    return int(o.sum()), int((truth[o] == ordinal[o]).sum()), int((~o).sum()), int((truth[~o] == 0).sum())

@@ -17,7 +17,7 @@ import pytest
 from dynocc.factory.config import DecodeConfig, MinerConfig
 from dynocc.factory.decode import decode_frames, write_video
 from dynocc.factory.miner import DynOccMiner
-from dynocc.factory.synthetic import depth_order_truth, make_scene
+from dynocc.factory.synthetic import grade_pairs, make_scene
 
 SEEDS = tuple(range(8))
 
@@ -39,12 +39,8 @@ def grade(scenes_and_frames):
         s_n = s_ok = 0
         for mf in mined:
             p = mf.pairs
-            truth = depth_order_truth(scene.depth[mf.frame_index], p.ya, p.xa, p.yb, p.xb)
-            o = p.ordinal != 0
-            s_n += int(o.sum())
-            s_ok += int((truth[o] == p.ordinal[o]).sum())
-            n_eq += int((~o).sum())
-            ok_eq += int((truth[~o] == 0).sum())
+            g = grade_pairs(scene.depth[mf.frame_index], p.ya, p.xa, p.yb, p.xb, p.ordinal)
+            s_n, s_ok, n_eq, ok_eq = s_n + g[0], s_ok + g[1], n_eq + g[2], ok_eq + g[3]
             if mf.frame_index in scene.moving_frames:
                 moving_counts.append(len(p))
             if mf.frame_index in scene.static_frames:

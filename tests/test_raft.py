@@ -185,7 +185,7 @@ def test_motorcycle_epe_beats_dis_medium(raft, motorcycle):
 @pytest.mark.slow
 def test_miner_with_raft_keeps_the_acceptance_lines(raft):
     from dynocc.factory.miner import DynOccMiner
-    from dynocc.factory.synthetic import depth_order_truth, make_scene
+    from dynocc.factory.synthetic import grade_pairs, make_scene
 
     miner = DynOccMiner(MinerConfig(flow=FlowConfig(backend="raft-small", weights=str(WEIGHTS))), flow=raft)
     n_ord = ok_ord = n_eq = ok_eq = 0
@@ -195,12 +195,8 @@ def test_miner_with_raft_keeps_the_acceptance_lines(raft):
         s_n = s_ok = 0
         for mf in miner.mine_video(scene.frames, f"synthetic-{seed}"):
             p = mf.pairs
-            truth = depth_order_truth(scene.depth[mf.frame_index], p.ya, p.xa, p.yb, p.xb)
-            o = p.ordinal != 0
-            s_n += int(o.sum())
-            s_ok += int((truth[o] == p.ordinal[o]).sum())
-            n_eq += int((~o).sum())
-            ok_eq += int((truth[~o] == 0).sum())
+            g = grade_pairs(scene.depth[mf.frame_index], p.ya, p.xa, p.yb, p.xb, p.ordinal)
+            s_n, s_ok, n_eq, ok_eq = s_n + g[0], s_ok + g[1], n_eq + g[2], ok_eq + g[3]
         per_seed.append(f"{s_ok / max(s_n, 1):.4f} ({s_n})")
         n_ord += s_n
         ok_ord += s_ok
