@@ -65,6 +65,8 @@ __all__ = [
     "ordinal_from_relation",
     "export",
     "read_diw_csv",
+    "diw_pair_line",
+    "resolve_diw_image",
 ]
 
 FORMATS = ("diw-csv", "youtube3d", "webdataset")
@@ -193,12 +195,9 @@ def _export_images_and_lines(rows, target: _Target, folder: str, file_path: str,
 
 
 def _diw_lines(rel: str, row: dict) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    for ya, xa, yb, xb, r in _pairs_1_indexed(row):
-        buf.write(rel + "\n")
-        w.writerow([ya, xa, yb, xb, r, int(row["width"]), int(row["height"])])
-    return buf.getvalue()
+    w, h = int(row["width"]), int(row["height"])
+    pairs = zip(row["pair_ya"], row["pair_xa"], row["pair_yb"], row["pair_xb"], row["pair_ordinal"])
+    return "".join(f"{rel}\n{diw_pair_line(ya, xa, yb, xb, o, w, h)}\n" for ya, xa, yb, xb, o in pairs)
 
 
 def _youtube3d_line(rel: str, row: dict) -> str:
@@ -306,13 +305,27 @@ def export(
 # ----------------------------------------------------------------------------- reader
 
 
-def _resolve(image_line: str, root: str) -> str:
+def resolve_diw_image(image_line: str, root: str) -> str:
+    """An image line of a DIW CSV as a path or URL: absolute ones as they are, others under ``root``."""
     if "://" in image_line or image_line.startswith("/"):
         return image_line
     if "://" in root:
         scheme, rest = root.split("://", 1)
         return f"{scheme}://" + posixpath.normpath(posixpath.join(rest, image_line))
     return os.path.normpath(os.path.join(root, image_line))
+
+
+def diw_pair_line(ya: int, xa: int, yb: int, xb: int, ordinal: int, width: int, height: int) -> str:
+    """The pair line ``yA,xA,yB,xB,REL,W,H`` (no newline) of a pair in schema v1's conventions
+    (0-based coordinates, ordinal +1 when A is closer)."""
+    return (f"{int(ya) + 1},{int(xa) + 1},{int(yb) + 1},{int(xb) + 1},{relation_from_ordinal(ordinal)},"
+            f"{int(width)},{int(height)}")
+
+
+def _is_header(line: str) -> bool:
+    """A column-name line such as ``image,yA,xA,yB,xB,relation,width,height``."""
+    names = {f.strip().lower() for f in line.split(",")}
+    return {"ya", "xa", "yb", "xb"} <= names
 
 
 def read_diw_csv(path: str | os.PathLike, storage_options: dict | None = None,
@@ -323,8 +336,8 @@ def read_diw_csv(path: str | os.PathLike, storage_options: dict | None = None,
     ``'>'``: A further than B, ``'<'``: A closer, ``'='``: equal). Returns one :class:`DIWPair` per
     pair, converted to frame schema v1's conventions: 0-based coordinates and ordinal +1 when A is
     closer, -1 when B is closer, 0 equal. Relative image lines are resolved against ``image_root``
-    (default: the CSV's folder). Blank lines are skipped; a malformed pair line raises ValueError
-    naming its line number.
+    (default: the CSV's folder). Blank lines and a first line of column names (one naming yA, xA, yB
+    and xB) are skipped; a malformed pair line raises ValueError naming its line number.
     """
     url = os.fspath(path)
     fs, fs_path = url_to_fs(url, **(storage_options or {}))
@@ -334,6 +347,8 @@ def read_diw_csv(path: str | os.PathLike, storage_options: dict | None = None,
     with fs.open(fs_path, "r", encoding="utf-8", newline="") as f:
         lines = [(i + 1, line.strip()) for i, line in enumerate(f.read().splitlines())]
     lines = [(n, line) for n, line in lines if line]
+    if lines and _is_header(lines[0][1]):
+        lines = lines[1:]
     if len(lines) % 2:
         raise ValueError(f"{url}: line {lines[-1][0]}: an image line without its pair line")
     pairs = []
@@ -347,5 +362,5 @@ def read_diw_csv(path: str | os.PathLike, storage_options: dict | None = None,
             ordinal = ordinal_from_relation(fields[4])
         except ValueError as e:
             raise ValueError(f"{url}: line {n}: {e}") from None
-        pairs.append(DIWPair(_resolve(image, image_root), ya, xa, yb, xb, ordinal, fields[4].strip(), w, h))
+        pairs.append(DIWPair(resolve_diw_image(image, image_root), ya, xa, yb, xb, ordinal, fields[4].strip(), w, h))
     return pairs

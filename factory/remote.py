@@ -73,7 +73,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Optional, TypeVar
 from urllib.parse import unquote, urlparse
 
 
-from .config import DEFAULT_USER_AGENT, SourceOptions
+from .config import SourceOptions
 from .decode import IMAGE_EXTENSIONS, InputError, natural_key, video_duration
 
 log = logging.getLogger(__name__)

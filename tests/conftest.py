@@ -208,3 +208,23 @@ def http_server(tmp_path_factory):
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def mined_clip(tmp_path_factory) -> Path:
+    """What `dynocc mine` writes for one small synthetic clip (160x120, 10 frames, seed 3).
+
+    Shared, so treat it as read-only: copy it (shutil.copytree) before adding rows.
+    """
+    from dynocc.factory.config import MinerConfig
+    from dynocc.factory.decode import write_video
+    from dynocc.factory.job import run_mine_job
+    from dynocc.factory.synthetic import make_scene
+
+    root = tmp_path_factory.mktemp("mined_clip")
+    scene = make_scene(3, height=120, width=160, n_frames=10, n_static=0)
+    write_video(scene.frames, root / "clip.mp4")
+    out = root / "mined"
+    summary = run_mine_job([str(root / "clip.mp4")], str(out), MinerConfig())
+    assert summary.pairs > 0
+    return out

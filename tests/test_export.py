@@ -17,8 +17,6 @@ import pytest
 pytest.importorskip("duckdb")
 
 from dynocc.cli import main
-from dynocc.factory.config import MinerConfig
-from dynocc.factory.decode import write_video
 from dynocc.factory.export import (
     export,
     frame_key,
@@ -26,30 +24,16 @@ from dynocc.factory.export import (
     read_diw_csv,
     relation_from_ordinal,
 )
-from dynocc.factory.job import run_mine_job
 from dynocc.factory.stereo import decode_inverse_depth_png, inverse_depth_png
-from dynocc.factory.synthetic import make_scene
 from dynocc.factory.writer import ShardWriter, read_frames
 from dynocc.schemas import frame_row
 
 
 @pytest.fixture(scope="module")
-def video_out(tmp_path_factory):
-    """Real shards mined from a small synthetic clip (what `dynocc mine` writes)."""
-    root = tmp_path_factory.mktemp("export")
-    scene = make_scene(7, height=120, width=160, n_frames=10, n_static=0)
-    write_video(scene.frames, root / "clip.mp4")
-    out = root / "mined"
-    summary = run_mine_job([str(root / "clip.mp4")], str(out), MinerConfig())
-    assert summary.pairs > 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def mined(video_out, tmp_path_factory):
+def mined(mined_clip, tmp_path_factory):
     """The mined shards plus one stereo row (with depth_png) in the same root."""
     out = tmp_path_factory.mktemp("export_mixed") / "mined"
-    shutil.copytree(video_out, out)
+    shutil.copytree(mined_clip, out)
     h, w = 48, 64
     disparity = np.tile(np.linspace(1, 9, w, dtype=np.float32), (h, 1))
     rng = np.random.default_rng(1)
@@ -216,8 +200,8 @@ print(table.num_rows, per_video, df.height, hf.num_rows, hf[0]["video_id"], len(
 """
 
 
-def test_readme_example_reads_the_shards_as_they_are(video_out, tmp_path, monkeypatch):
-    mined = video_out
+def test_readme_example_reads_the_shards_as_they_are(mined_clip, tmp_path, monkeypatch):
+    mined = mined_clip
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

@@ -17,13 +17,9 @@ import pytest
 pytest.importorskip("duckdb")
 
 from dynocc.cli import main
-from dynocc.factory.config import MinerConfig
-from dynocc.factory.decode import write_video
-from dynocc.factory.job import run_mine_job
 from dynocc.factory.overlay import CLOSER_RGB, EQUAL_RGB, FARTHER_RGB
 from dynocc.factory.stats import DISTANCE_EDGES, format_stats, plot_stats, read_stats
 from dynocc.factory.stereo import inverse_depth_png
-from dynocc.factory.synthetic import make_scene
 from dynocc.factory.writer import ShardWriter, read_frames
 from dynocc.schemas import frame_row
 
@@ -31,14 +27,10 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def mined(tmp_path_factory):
+def mined(mined_clip, tmp_path_factory):
     """A real mining output (one synthetic clip) plus one stereo row with a depth_png in the same root."""
-    root = tmp_path_factory.mktemp("show")
-    scene = make_scene(3, height=120, width=160, n_frames=10, n_static=0)
-    write_video(scene.frames, root / "clip.mp4")
-    out = root / "mined"
-    summary = run_mine_job([str(root / "clip.mp4")], str(out), MinerConfig())
-    assert summary.pairs > 0
+    out = tmp_path_factory.mktemp("show") / "mined"
+    shutil.copytree(mined_clip, out)
     h, w = 60, 80
     yy, xx = np.mgrid[0:h, 0:w]
     disparity = (xx / w * 8 + 1).astype(np.float32)

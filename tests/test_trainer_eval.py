@@ -189,6 +189,12 @@ def test_eval_and_predict_commands(tmp_path):
     r = _run("eval", "--checkpoint", tmp_path / "nothing", "--diw-csv", tmp_path / "d.csv")
     assert r.returncode == 2 and "no checkpoint" in r.stderr
 
+    # a user's bad DIW file: one line naming the problem, exit 2, no traceback
+    (tmp_path / "bad.csv").write_text("a.png\n1,2,30,x,<,70,50\n")
+    for csv_path, says in ((tmp_path / "bad.csv", "line 2"), (tmp_path / "missing.csv", "missing.csv")):
+        r = _run("eval", "--checkpoint", tmp_path / "run", "--diw-csv", csv_path)
+        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+
 
 def test_wkdr_on_shards_uses_stored_pairs_and_dense_stereo_truth(tmp_path):
     from dynocc.factory.stereo import inverse_depth_png

@@ -115,7 +115,11 @@ def run_eval(args) -> int:
               f"({s['pairs']} pairs, {s['images']} images)")
         result.update(whdr=s["whdr"], pairs=s["pairs"], images=s["images"], shards=s)
     if args.diw_csv:
-        d = evaluate_diw(predictor, args.diw_csv, args.image_root, args.tau)
+        try:
+            d = evaluate_diw(predictor, args.diw_csv, args.image_root, args.tau)
+        except (FileNotFoundError, ValueError) as e:  # a missing or malformed DIW file or image
+            print(f"dynocc eval: {e}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"DIW {args.diw_csv}: WHDR {d['whdr']:.4f}  ({d['wrong']} of {d['pairs']} pairs wrong, "
               f"{d['images']} images)")
         result.update(whdr=d["whdr"], pairs=d["pairs"], images=d["images"], wrong=d["wrong"], diw=d)

@@ -3,8 +3,8 @@
 DIW CSV (Chen et al. 2016): per record an image line (``path,…``, relative to the CSV or
 ``--image-root``) and a pair line ``yA,xA,yB,xB,REL,W,H`` — 1-indexed pixel coordinates in a W×H
 image, ``REL`` '>' when A is further than B, '<' when A is closer, '=' about equal; an image may
-appear in several records. Files are read by :func:`dynocc.factory.export.read_diw_csv`, and
-files it rejects (a header line first) by a lenient reader here.
+appear in several records; a first line of column names is allowed. Files are read and written with
+:mod:`dynocc.factory.export`'s DIW functions.
 
 The network predicts inverse depth z (larger = closer): A is predicted further when
 ``zA < zB − τ``, closer when ``zA > zB + τ``, equal otherwise. WHDR (DIW) and WKDR (Kinect-style
@@ -14,7 +14,6 @@ dense truth) are the share of pairs whose predicted relation differs from the tr
 from __future__ import annotations
 
 import math
-import posixpath
 from collections import defaultdict
 from typing import Iterable, Optional
 
@@ -23,68 +22,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dynocc.factory.export import diw_pair_line, read_diw_csv
+
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .model import build_model
 
-RELATIONS = ("<", ">", "=")
-
-
 # --------------------------------------------------------------------------- DIW files
-
-
-def _is_pair_line(fields: list[str]) -> bool:
-    if len(fields) < 7 or fields[4].strip() not in RELATIONS:
-        return False
-    try:
-        [int(float(f)) for f in fields[:4] + fields[5:7]]
-    except ValueError:
-        return False
-    return True
-
-
-def _read_diw_lenient(path: str, image_root: Optional[str], storage_options: Optional[dict]) -> list[dict]:
-    """Any line that is not a pair line is an image line, so a header line is skipped."""
-    import fsspec
-
-    with fsspec.open(path, "r", **(storage_options or {})) as f:
-        lines = f.read().splitlines()
-    records, image = [], None
-    for n, line in enumerate(lines, 1):
-        fields = line.strip().split(",")
-        if not line.strip():
-            continue
-        if not _is_pair_line(fields):
-            image = fields[0].strip()
-            continue
-        if image is None:
-            raise ValueError(f"{path}:{n}: a pair line before any image line")
-        ya, xa, yb, xb, w, h = (int(float(fields[i])) for i in (0, 1, 2, 3, 5, 6))
-        records.append({"image": resolve_image(image, path, image_root), "ya": ya - 1, "xa": xa - 1,
-                        "yb": yb - 1, "xb": xb - 1, "ordinal": diw_ordinal(fields[4]), "width": w, "height": h})
-    return records
 
 
 def read_diw_records(path: str, image_root: Optional[str] = None,
                      storage_options: Optional[dict] = None) -> list[dict]:
-    """Records ``{image (resolved), ya, xa, yb, xb (0-based), ordinal (+1 A closer), width, height}``.
-
-    Read with :func:`dynocc.factory.export.read_diw_csv` (the project's reference reader); a file it
-    rejects (e.g. one that starts with a header line) is read by a lenient parser here.
-    """
-    try:
-        from dynocc.factory.export import read_diw_csv
-    except ImportError:
-        read_diw_csv = None
-    if read_diw_csv is not None:
-        try:
-            pairs = read_diw_csv(path, storage_options, image_root)
-        except ValueError:
-            pass
-        else:
-            return [{"image": p.image, "ya": p.ya, "xa": p.xa, "yb": p.yb, "xb": p.xb, "ordinal": p.ordinal,
-                     "width": p.width, "height": p.height} for p in pairs]
-    return _read_diw_lenient(path, image_root, storage_options)
+    """Records ``{image (resolved), ya, xa, yb, xb (0-based), ordinal (+1 A closer), width, height}``
+    of a DIW CSV, read by :func:`dynocc.factory.export.read_diw_csv`."""
+    return [{"image": p.image, "ya": p.ya, "xa": p.xa, "yb": p.yb, "xb": p.xb, "ordinal": p.ordinal,
+             "width": p.width, "height": p.height} for p in read_diw_csv(path, storage_options, image_root)]
 
 
 def write_diw_csv(path: str, records: Iterable[dict], header: bool = False) -> None:
@@ -92,24 +44,12 @@ def write_diw_csv(path: str, records: Iterable[dict], header: bool = False) -> N
     line and ``yA,xA,yB,xB,REL,W,H`` (1-indexed, '>' = A further); ``header`` adds a first line."""
     import fsspec
 
-    rel = {1: "<", -1: ">", 0: "="}
     lines = ["image,yA,xA,yB,xB,relation,width,height"] if header else []
     for r in records:
-        lines.append(f"{r['image']}")
-        lines.append(f"{r['ya'] + 1},{r['xa'] + 1},{r['yb'] + 1},{r['xb'] + 1},{rel[int(r['ordinal'])]},"
-                     f"{r['width']},{r['height']}")
+        lines += [str(r["image"]), diw_pair_line(r["ya"], r["xa"], r["yb"], r["xb"], r["ordinal"],
+                                                 r["width"], r["height"])]
     with fsspec.open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
-
-
-def resolve_image(image: str, csv_path: str, image_root: Optional[str]) -> str:
-    if "://" in image or image.startswith("/"):
-        return image
-    base = image_root if image_root is not None else posixpath.dirname(csv_path) or "."
-    if "://" in base:
-        scheme, rest = base.split("://", 1)
-        return f"{scheme}://" + posixpath.normpath(posixpath.join(rest, image))
-    return posixpath.normpath(posixpath.join(base, image))
 
 
 def read_image(url: str, storage_options: Optional[dict] = None) -> np.ndarray:
@@ -130,11 +70,6 @@ def predicted_relation(za, zb, tau: float = 0.0) -> np.ndarray:
     """Schema-v1 ordinal of the prediction: +1 A closer, −1 A further, 0 equal within ``tau``."""
     d = np.asarray(za, np.float64) - np.asarray(zb, np.float64)
     return np.where(d > tau, 1, np.where(d < -tau, -1, 0)).astype(np.int8)
-
-
-def diw_ordinal(relation: str) -> int:
-    """DIW '>' (A further) -> −1, '<' -> +1, '=' -> 0 (schema-v1 sign)."""
-    return {"<": 1, ">": -1, "=": 0}[relation.strip()]
 
 
 def disagreement(pred: np.ndarray, truth: np.ndarray) -> dict:
