@@ -66,7 +66,6 @@ __all__ = [
     "export",
     "read_diw_csv",
     "diw_pair_line",
-    "resolve_diw_image",
 ]
 
 FORMATS = ("diw-csv", "youtube3d", "webdataset")
@@ -352,7 +351,8 @@ def read_diw_csv(path: str | os.PathLike, storage_options: dict | None = None,
     if len(lines) % 2:
         raise ValueError(f"{url}: line {lines[-1][0]}: an image line without its pair line")
     pairs = []
-    for (_, image), (n, spec) in zip(lines[0::2], lines[1::2]):
+    for (_, image_line), (n, spec) in zip(lines[0::2], lines[1::2]):
+        image = next(csv.reader([image_line]))[0].strip()  # the path is the first field, as DIW's loaders read it
         fields = next(csv.reader([spec]))
         if len(fields) != 7:
             raise ValueError(f"{url}: line {n}: expected yA,xA,yB,xB,REL,W,H, got {spec!r}")

@@ -37,6 +37,8 @@ def test_diw_files_are_1_indexed_and_greater_means_a_is_further(tmp_path):
     assert other[0]["image"] == "/data/diw/img/a.png"
     (tmp_path / "with_header.csv").write_text("image,yA,xA,yB,xB,relation,width,height\n" + text)
     assert read_diw_records(str(tmp_path / "with_header.csv")) == recs
+    (tmp_path / "extra_fields.csv").write_text(text.replace("a.png\n", "a.png,,,,,,\n"))
+    assert read_diw_records(str(tmp_path / "extra_fields.csv")) == recs
 
 
 def test_write_diw_csv_round_trips(tmp_path):
