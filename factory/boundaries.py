@@ -105,6 +105,8 @@ class FlowGeometry:
     divergence: np.ndarray  # b of eq. 2
     cos2: np.ndarray  # doubled angle of the normal d
     sin2: np.ndarray
+    jump: Optional[np.ndarray] = None  # flow discontinuity across d, px (see flow_jump)
+    reliable: Optional[np.ndarray] = None  # bool: the flow is trusted here (see flow_reliability)
 
     @property
     def normal_x(self) -> np.ndarray:
@@ -137,14 +139,68 @@ def _tensor(jac) -> np.ndarray:
     return tensor
 
 
-def flow_geometry(flow: np.ndarray, config: BoundaryConfig) -> FlowGeometry:
+def flow_reliability(flow: np.ndarray, back_flow: np.ndarray, gray: np.ndarray, config: BoundaryConfig) -> np.ndarray:
+    """bool map at the analysis scale: where the flow can be trusted (ours). The forward flow is
+    undone by the backward flow within ``max_fb_error`` px (ref. [27]'s consistency), and the image
+    has texture in every direction (the smaller eigenvalue of its smoothed structure tensor, as
+    grey levels per px, at least ``min_texture``): on a textureless wall a flow method returns
+    a smooth guess that is forward-backward consistent yet wrong."""
+    s = config.analysis_scale
+    f = analysis_flow(flow, s)
+    g = analysis_flow(back_flow, s)
+    h, w = f.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    back = cv2.remap(g, xs + f[..., 0] / s, ys + f[..., 1] / s, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    err = cv2.magnitude(f[..., 0] + back[..., 0], f[..., 1] + back[..., 1])
+    img = cv2.resize(np.asarray(gray, np.float32), (w, h), interpolation=cv2.INTER_AREA) if s > 1 else np.asarray(gray, np.float32)
+    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3, scale=0.125 / s)
+    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3, scale=0.125 / s)
+    k = max(3, int(round(config.texture_window / s)) | 1)
+    a = cv2.blur(gx * gx, (k, k))
+    c = cv2.blur(gy * gy, (k, k))
+    b = cv2.blur(gx * gy, (k, k))
+    lam_min = 0.5 * (a + c) - np.sqrt(0.25 * (a - c) ** 2 + b * b)
+    return (err <= config.max_fb_error) & (lam_min >= config.min_texture ** 2)
+
+
+def flow_geometry(flow: np.ndarray, config: BoundaryConfig, back_flow: Optional[np.ndarray] = None,
+                  gray: Optional[np.ndarray] = None) -> FlowGeometry:
     """Eqs. 1-2 on the flow at the analysis scale; derivatives in px per full-resolution px."""
     s = config.analysis_scale
     jac = flow_jacobian(analysis_flow(flow, s), s)
     cos2, sin2 = structure_axis(jac, max(config.normal_sigma / s, 0.5))
     ux, uy, vx, vy = jac
     grad = np.abs(ux) + np.abs(uy) + np.abs(vx) + np.abs(vy)
-    return FlowGeometry(grad, divergence_from_axis(jac, cos2, sin2), cos2, sin2)
+    jump = None
+    if config.measure == "jump":
+        flow_s = analysis_flow(flow, s)
+        jump = flow_jump(flow_s, *normal_from_axis(cos2, sin2), config.jump_radius / s)
+    reliable = None
+    if back_flow is not None and gray is not None and config.require_reliable_sides:
+        reliable = flow_reliability(flow, back_flow, gray, config)
+    return FlowGeometry(grad, divergence_from_axis(jac, cos2, sin2), cos2, sin2, jump, reliable)
+
+
+def flow_jump(flow: np.ndarray, nx: np.ndarray, ny: np.ndarray, r: float) -> np.ndarray:
+    """How much the flow *jumps* across d at each pixel, px: the flow difference over the span
+    [p − r d, p + r d] minus what the flow's own slope on either side predicts for it,
+    ``|1.5 (F[p + r d] − F[p − r d]) − 0.5 (F[p + 3r d] − F[p − 3r d])|``.
+
+    Zero wherever the flow is linear along d (a plane seen by a moving camera: its flow varies
+    smoothly and has a gradient everywhere), the step height at a discontinuity (ours: eq. 3's
+    ||∇F||₁ fires on the smooth parallax of every receding floor and wall)."""
+    h, w = flow.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    def at(k):
+        return cv2.remap(flow, xs + k * r * nx, ys + k * r * ny, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    mid = at(1) - at(-1)
+    j = 1.5 * mid - 0.5 * (at(3) - at(-3))
+    size = cv2.magnitude(j[..., 0], j[..., 1])
+    # 2r either side of a step the measure has a lobe of half the height with the opposite sign,
+    # where the middle span itself holds no jump: keep only where the middle span carries it.
+    along = j[..., 0] * mid[..., 0] + j[..., 1] * mid[..., 1]
+    size[along < 0.5 * size * size] = 0.0
+    return size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,6 +225,23 @@ class Confidence:
         s = np.where(first, g[0].sin2[ys, xs], g[1].sin2[ys, xs])
         return normal_from_axis(c, s)
 
+    def reliable_at(self, ys, xs, nx, ny, reach: float) -> Optional[np.ndarray]:
+        """Per pixel: the chosen flow is reliable ``reach`` px out on both sides along d (None: not known)."""
+        g = self.geometries
+        if any(x.reliable is None for x in g):
+            return None
+        h, w = self.value.shape
+        out = np.ones(len(ys), bool)
+        for sgn in (1.0, -1.0):
+            qx = np.clip(np.rint(xs + sgn * reach * nx), 0, w - 1).astype(np.int64)
+            qy = np.clip(np.rint(ys + sgn * reach * ny), 0, h - 1).astype(np.int64)
+            if self.use_first is None:
+                ok = g[0].reliable[qy, qx]
+            else:
+                ok = np.where(self.use_first[ys, xs], g[0].reliable[qy, qx], g[1].reliable[qy, qx])
+            out &= ok
+        return out
+
     @property
     def normal_x(self) -> np.ndarray:
         ys, xs = np.indices(self.value.shape)
@@ -184,8 +257,12 @@ def boundary_confidence(prev: Optional[FlowGeometry], next_: Optional[FlowGeomet
     """Eq. 3: B and its normal, from the more reliable (larger b) of F_prev and F_next at each pixel."""
     if prev is None or next_ is None:
         only = prev if next_ is None else next_
-        return Confidence(only.gradient_l1, (only,))
+        return Confidence(only.gradient_l1 if only.jump is None else only.jump, (only,))
     use_prev = prev.divergence > next_.divergence
+    if prev.jump is not None:
+        value = next_.jump.copy()
+        np.copyto(value, prev.jump, where=use_prev)
+        return Confidence(value, (prev, next_), use_prev)
     value = next_.gradient_l1.copy()
     np.copyto(value, prev.gradient_l1, where=use_prev)
     return Confidence(value, (prev, next_), use_prev)
@@ -308,7 +385,8 @@ def detect_boundaries(conf: Confidence, config: BoundaryConfig, shape: Optional[
     band = confident_band(value, config, int(round(s)))
     sigma = config.ridge_sigma / s
     smooth = cv2.GaussianBlur(value, (0, 0), sigma) if sigma >= 0.25 else value
-    cand = band & (smooth > config.min_flow_gradient)
+    floor = config.min_jump if config.measure == "jump" else config.min_flow_gradient
+    cand = band & (smooth > floor)
     b = int(np.ceil(config.border / s))
     if b:
         cand[:b] = False
@@ -319,6 +397,11 @@ def detect_boundaries(conf: Confidence, config: BoundaryConfig, shape: Optional[
     if len(ys) == 0:
         return Boundaries.empty((H, W))
     nx, ny = conf.normal_at(ys, xs)
+    rel = conf.reliable_at(ys, xs, nx, ny, config.side_reach / s)
+    if rel is not None:
+        ys, xs, nx, ny = ys[rel], xs[rel], nx[rel], ny[rel]
+        if len(ys) == 0:
+            return Boundaries.empty((H, W))
     v = smooth[ys, xs]
     fx, fy = xs.astype(np.float32), ys.astype(np.float32)
     # Ridge: a local maximum of B along d (non-maximum suppression) ...

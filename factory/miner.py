@@ -65,8 +65,8 @@ class DynOccMiner:
 
         def boundary_of(j: int, last: int) -> None:
             cfg = self.config.boundary
-            prev = flow_geometry(flows[(j, j - b)], cfg) if j - b >= 0 else None
-            nxt = flow_geometry(flows[(j, j + b)], cfg) if j + b <= last else None
+            prev = flow_geometry(flows[(j, j - b)], cfg, flows[(j - b, j)], grays[j]) if j - b >= 0 else None
+            nxt = flow_geometry(flows[(j, j + b)], cfg, flows[(j + b, j)], grays[j]) if j + b <= last else None
             if prev is None and nxt is None:
                 boundaries[j] = Boundaries.empty(images[j].shape[:2])
             else:
