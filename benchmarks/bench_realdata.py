@@ -6,7 +6,10 @@ says, and grades the stages: flow EPE near depth edges, boundary pixels within 3
 depth edge, per-pixel vote accuracy. Prints a Markdown table and writes JSON.
 
     .venv/bin/python benchmarks/bench_realdata.py [--realdata ../shared/realdata] [--raft raft-small.pth]
-        [--set boundary.baseline=1 ...] [--out bench_out/realdata.json]
+        [--set boundary.baseline=1 ...] [--out bench_out/realdata.json] [--overlays DIR]
+
+``--overlays DIR`` also draws, per sequence and flow, the frames with the most graded pairs: each
+pair's line green where it is right against the true depth, purple where wrong, grey ungraded.
 """
 
 from __future__ import annotations
@@ -21,12 +24,36 @@ from dynocc.config_loader import load_config
 from dynocc.factory.config import FlowConfig, MinerConfig
 from dynocc.factory.flow import make_flow_backend
 from dynocc.factory.miner import DynOccMiner
-from dynocc.factory.realdata import TrueFlowBackend, grade_sequence, load_sequence
+from dynocc.factory.overlay import draw_pairs, save_png, verdict_rgb
+from dynocc.factory.realdata import (
+    TrueFlowBackend,
+    accuracy_by_confidence,
+    grade_sequence,
+    load_sequence,
+    pair_verdicts,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bench(seq, config: MinerConfig, flow_name: str, raft_weights=None) -> dict:
+def save_overlays(seq, mined_frames, folder: Path, tag: str, count: int = 3) -> None:
+    """The ``count`` frames with the most graded pairs, lines coloured right / wrong."""
+    scored = []
+    for mf in mined_frames:
+        p = mf.pairs
+        v = pair_verdicts(seq.depth(mf.frame_index), p.ya, p.xa, p.yb, p.xb, p.ordinal)
+        scored.append((int((v != 0).sum()), mf, v))
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, mf, v in sorted(scored, key=lambda s: -s[0])[:count]:
+        p = mf.pairs
+        pic = draw_pairs(mf.image, p.ya, p.xa, p.yb, p.xb, p.ordinal, line_rgb=verdict_rgb(v))
+        right, wrong = int((v > 0).sum()), int((v < 0).sum())
+        path = folder / f"{seq.name}_{tag}_{mf.frame_index:05d}_{right}right_{wrong}wrong.png"
+        save_png(pic, str(path))
+        print(f"overlay: {path}")
+
+
+def bench(seq, config: MinerConfig, flow_name: str, raft_weights=None, overlays: Path | None = None) -> dict:
     frames = seq.images()
     if flow_name == "true":
         flow = TrueFlowBackend(seq, frames)
@@ -42,13 +69,19 @@ def bench(seq, config: MinerConfig, flow_name: str, raft_weights=None) -> dict:
     mine_s = time.perf_counter() - t0
     # Quality: mining with maps, graded.
     miner = DynOccMiner(config, flow=flow)
-    report = grade_sequence(seq, miner.mine_video(frames, seq.name, keep_maps=True), flow_sample_every=10,
+    mined = list(miner.mine_video(frames, seq.name, keep_maps=True))
+    if overlays is not None:
+        save_overlays(seq, mined, overlays, flow_name)
+    report = grade_sequence(seq, mined, flow_sample_every=10,
                             # its own instance: the miner's is busy in its prefetch thread
                             flow_backend=None if flow_name == "true" else make_flow_backend(config.flow),
                             baseline=config.boundary.baseline)
     out = report.as_dict()
     out.update(flow=flow_name, frames_per_second=round(n / mine_s, 2))
+    out["accuracy_by_confidence"] = accuracy_by_confidence(report.confidence, report.correct)
     print(report.summary(), f"[{flow_name}, {out['frames_per_second']} frames/s]", flush=True)
+    print("  ordered accuracy per confidence quintile: " + ", ".join(
+        f"[{lo:.2f}, {hi:.2f}] {acc:.1%} ({n})" for lo, hi, acc, n in out["accuracy_by_confidence"]), flush=True)
     return out
 
 
@@ -60,6 +93,7 @@ def main(argv=None) -> int:
     ap.add_argument("--raft", default=None, help="RAFT-small weights: adds a raft-small row")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="miner config override")
     ap.add_argument("--out", default="bench_out/realdata.json")
+    ap.add_argument("--overlays", default=None, metavar="DIR", help="write right/wrong overlays here")
     args = ap.parse_args(argv)
     config = load_config(MinerConfig, assignments=args.set)
     flows = list(args.flows) + (["raft-small"] if args.raft else [])
@@ -67,7 +101,7 @@ def main(argv=None) -> int:
     for name in args.sequences:
         seq = load_sequence(Path(args.realdata) / name)
         for flow in flows:
-            rows.append(bench(seq, config, flow, args.raft))
+            rows.append(bench(seq, config, flow, args.raft, Path(args.overlays) if args.overlays else None))
     print()
     print("| sequence | flow | ordered right (graded) | equal right (graded) | pairs / mined frame | boundary px near depth edge | vote right (px) | flow EPE near edges | frames/s |")
     print("|---|---|---|---|---|---|---|---|---|")

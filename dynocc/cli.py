@@ -49,6 +49,9 @@ def _add_source_flags(p: argparse.ArgumentParser) -> None:
 def _add_miner_flags(p: argparse.ArgumentParser) -> None:
     g = _add_config_flags(p, "MinerConfig")
     g.add_argument("--max-frames", type=int, help="mine at most this many frames per video")
+    g.add_argument("--fps", type=_fps, metavar="RATE",
+                   help="decode videos at RATE frames per second of their timestamps (default: 6, as YouTube-VOS; "
+                        "'all' keeps every frame); frame folders are taken as they are")
     g.add_argument("--frame-step", type=int, help="keep every n-th decoded frame")
     _add_source_flags(p)
 
@@ -90,8 +93,23 @@ def _source_overrides(args) -> dict:
     }
 
 
+def _fps(text: str):
+    """--fps: a positive rate, or 'all' (every frame)."""
+    if text.strip().lower() in ("all", "none"):
+        return "all"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected frames per second or 'all', got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive rate, got {text!r}")
+    return value
+
+
 def _miner_config(args):
-    return load_config(MinerConfig, args.config, args.assignments, {
+    fps = getattr(args, "fps", None)
+    assignments = list(args.assignments or []) + (["decode.fps=null"] if fps == "all" else [])
+    return load_config(MinerConfig, args.config, assignments, {
         "dataset": args.dataset,
         "seed": args.seed,
         "flow.dis_preset": args.flow_preset,
@@ -102,6 +120,7 @@ def _miner_config(args):
         "decode.max_long_side": args.max_long_side,
         "decode.max_frames": args.max_frames,
         "decode.frame_step": args.frame_step,
+        "decode.fps": None if fps == "all" else fps,
         **_source_overrides(args),
     })
 
@@ -316,7 +335,7 @@ def cmd_show(args) -> int:
 
     try:
         gallery = render_gallery(args.data, args.out, where=args.where, limit=args.limit,
-                                 storage_options=args.storage_options)
+                                 storage_options=args.storage_options, colour_by=args.colour_by)
     except (FileNotFoundError, QueryError, ValueError) as e:
         print(f"dynocc show: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -437,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder (or fsspec URL) for the PNGs and index.html")
     p.add_argument("--where", metavar="SQL", help="SQL predicate on the frames view, e.g. \"video_id = 'bikes'\"")
     p.add_argument("--limit", type=int, default=100, help="at most this many frames (default: 100)")
+    p.add_argument("--colour-by", choices=["order", "confidence"], default="order",
+                   help="'confidence': also colour each pair's line by its pair_confidence (dark = unsure, "
+                        "yellow = sure; grey where none is stored)")
     p.add_argument("--storage-options", metavar="JSON", type=_json_object, default=None, help=storage_help)
     p.set_defaults(func=cmd_show)
 

@@ -30,7 +30,12 @@ class DecodeConfig(_Strict):
         854, ge=16, description="resize so the long side is at most this (ours: 854 = 480p); None keeps the size"
     )
     max_frames: Optional[int] = Field(None, ge=1, description="stop after this many decoded frames")
-    frame_step: int = Field(1, ge=1, description="keep every n-th decoded frame")
+    fps: Optional[float] = Field(
+        6.0, gt=0,
+        description="videos: decode at this many frames per second of the container's timestamps (paper: "
+        "YouTube-VOS frames are 6 fps); None = every frame. Frame folders are taken as they are",
+    )
+    frame_step: int = Field(1, ge=1, description="keep every n-th decoded frame (after fps)")
 
 
 class FlowConfig(_Strict):
@@ -147,6 +152,9 @@ class VoteConfig(_Strict):
     )
     photometric_margin: float = Field(
         0.75, gt=0, le=1, description="a point's own-side patch error must be below this times the other side's (ours)"
+    )
+    confidence_motion_scale: float = Field(
+        2.0, gt=0, description="pair confidence: motion differences of this many px count as strong evidence (ours: ~DIS's EPE)"
     )
     photometric_max_error: float = Field(
         12.0, gt=0, description="largest mean absolute patch error (grey levels) for a point to match its side (ours)"

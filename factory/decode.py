@@ -9,7 +9,10 @@ Reading
       file-name order (``2.jpg`` before ``10.jpg``), as in YouTube-VOS
       ``JPEGImages/<video>/00000.jpg``.
 
-    ``DecodeConfig.frame_step`` keeps every n-th source frame, ``DecodeConfig.max_frames`` caps
+    A video is decoded at ``DecodeConfig.fps`` frames per second of its own timestamps (default 6,
+    the rate of YouTube-VOS's frames, so the paper's t±2 spans ~0.33 s whatever the source rate;
+    None keeps every frame); a frame folder is taken as it is.
+    ``DecodeConfig.frame_step`` keeps every n-th of those frames, ``DecodeConfig.max_frames`` caps
     the number of frames *yielded* (counted after ``frame_step``), and every frame is resized
     (``cv2.INTER_AREA``, never upscaled) so its long side is at most
     ``DecodeConfig.max_long_side``. All frames get the size of the first one.
@@ -151,7 +154,30 @@ def _broken(source: str, n_read: int, exc: BaseException) -> InputError:
     return InputError("decode_error", f"{source}: stream breaks after {n_read} frames ({exc})", source=source)
 
 
-def _read_pyav(source: str, step: int) -> Iterator[np.ndarray]:
+class _RateGate:
+    """Keeps the frames of a video at a target rate, from their timestamps (seconds): the first
+    frame, then each frame at or after the previous kept one + 1/fps (a frame, not a burst, after a
+    gap); then every ``step``-th of those. ``fps`` None keeps every frame (then every ``step``-th)."""
+
+    def __init__(self, fps: Optional[float], step: int):
+        self.period = None if fps is None else 1.0 / fps
+        self.step = step
+        self.next_time: Optional[float] = None
+        self.kept = 0
+
+    def keep(self, index: int, seconds: Optional[float], fallback_rate: float) -> bool:
+        if self.period is not None:
+            t = seconds if seconds is not None else index / fallback_rate
+            if self.next_time is not None and t + 1e-6 < self.next_time:
+                return False
+            self.next_time = (t if self.next_time is None else self.next_time) + self.period
+            while self.next_time <= t + 1e-6:
+                self.next_time += self.period
+        self.kept += 1
+        return (self.kept - 1) % self.step == 0
+
+
+def _read_pyav(source: str, step: int, fps: Optional[float] = None) -> Iterator[np.ndarray]:
     """Frames via PyAV. Raises ``_PyAVCannotOpen`` if the container cannot be opened."""
     try:
         container = av.open(source)
@@ -164,10 +190,12 @@ def _read_pyav(source: str, step: int) -> Iterator[np.ndarray]:
             raise InputError("not_a_video", f"{source}: no video stream (audio or data only)", source=source)
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        rate = float(stream.average_rate or stream.guessed_rate or 25)
+        gate = _RateGate(fps, step)
         n_read = 0
         try:
             for i, frame in enumerate(container.decode(stream)):
-                if i % step == 0:
+                if gate.keep(i, frame.time, rate):
                     rgb = frame.to_ndarray(format="rgb24")
                     n_read += 1
                     yield rgb
@@ -181,7 +209,7 @@ class _PyAVCannotOpen(Exception):
     pass
 
 
-def _read_cv2(source: str, step: int, pyav_error: str) -> Iterator[np.ndarray]:
+def _read_cv2(source: str, step: int, pyav_error: str, fps: Optional[float] = None) -> Iterator[np.ndarray]:
     """Frames via ``cv2.VideoCapture`` (the fallback when PyAV cannot open the file)."""
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # no WARN line per bad file
@@ -192,24 +220,27 @@ def _read_cv2(source: str, step: int, pyav_error: str) -> Iterator[np.ndarray]:
     try:
         if not cap.isOpened():
             raise InputError("not_a_video", f"{source}: not a readable video ({pyav_error})", source=source)
+        rate = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        gate = _RateGate(fps, step)
         i = 0
         while True:
             ok, bgr = cap.read()
             if not ok:
                 return
-            if i % step == 0:
+            msec = cap.get(cv2.CAP_PROP_POS_MSEC)
+            if gate.keep(i, msec / 1000.0 if msec and msec > 0 else None, rate):
                 yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             i += 1
     finally:
         cap.release()
 
 
-def _read_video(source: str, step: int) -> Iterator[np.ndarray]:
-    gen = _read_pyav(source, step)
+def _read_video(source: str, step: int, fps: Optional[float] = None) -> Iterator[np.ndarray]:
+    gen = _read_pyav(source, step, fps)
     try:
         first = next(gen, None)
     except _PyAVCannotOpen as exc:
-        yield from _read_cv2(source, step, str(exc))
+        yield from _read_cv2(source, step, str(exc), fps)
         return
     try:
         if first is not None:
@@ -268,7 +299,8 @@ def decode_frames(source: str, config: DecodeConfig, min_frames: int = 5) -> Ite
     path = os.fspath(source)
     if not os.path.exists(path):
         raise InputError("not_found", f"{path}: no such file or folder", source=path)
-    raw = _read_folder(path, config.frame_step) if os.path.isdir(path) else _read_video(path, config.frame_step)
+    raw = (_read_folder(path, config.frame_step) if os.path.isdir(path)
+           else _read_video(path, config.frame_step, config.fps))
     frames = _conform(raw, config)
     buffer: list[np.ndarray] = []
     try:
@@ -312,9 +344,12 @@ def _as_rgb(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame, dtype=np.uint8)
 
 
-def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: int = 25, crf: int = 18,
+def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: float = 6, crf: int = 18,
                 codec: str = "libx264") -> None:
     """Encode RGB frames into a real video file with PyAV (``yuv420p``).
+
+    ``fps`` defaults to the miner's decoding rate (:class:`DecodeConfig` ``fps``: 6), so a clip made of
+    one frame per time step (e.g. :func:`dynocc.factory.synthetic.make_scene`) decodes to all its frames.
 
     Odd sizes are padded (edge pixels repeated) to even ones, as yuv420p needs. All frames must
     have the first one's size. An empty ``frames`` writes a valid container with no frames
@@ -322,7 +357,8 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: int 
     """
     container = av.open(os.fspath(path), mode="w")
     try:
-        stream = container.add_stream(codec, rate=fps)
+        rate = Fraction(fps).limit_denominator(1001)
+        stream = container.add_stream(codec, rate=rate)
         stream.pix_fmt = "yuv420p"
         if codec in ("libx264", "libx265"):
             stream.options = {"crf": str(crf)}
@@ -337,7 +373,7 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: int 
             if frame.shape[:2] != (stream.height, stream.width):
                 frame = np.pad(frame, ((0, size[0] % 2), (0, size[1] % 2), (0, 0)), mode="edge")
             vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            vf.pts, vf.time_base = i, Fraction(1, fps)
+            vf.pts, vf.time_base = i, 1 / rate
             container.mux(stream.encode(vf))
         if size is None:
             stream.width, stream.height = 16, 16

@@ -23,6 +23,7 @@ import numpy as np
 from fsspec.core import url_to_fs
 
 from ..schemas import failure_row, frame_row
+from ..schemas.frames import CONFIDENCE_COLUMN
 from .config import MinerConfig
 from .decode import InputError, decode_frames
 from .miner import DynOccMiner, MinedFrame
@@ -101,12 +102,13 @@ def encode_jpeg(image_rgb: np.ndarray, quality: int) -> bytes:
 
 
 def mined_frame_row(mined: MinedFrame, video_id: str, config: MinerConfig) -> dict:
-    """A schema-v1 row for one mined frame."""
+    """A frame row (schema v1.1, with ``pair_confidence``) for one mined frame."""
     h, w = mined.image.shape[:2]
     p = mined.pairs
     return frame_row(
         config.dataset, video_id, mined.frame_index, encode_jpeg(mined.image, config.jpeg_quality),
         w, h, p.ya, p.xa, p.yb, p.xb, p.ordinal,
+        **({} if p.confidence is None else {CONFIDENCE_COLUMN: p.confidence}),
     )
 
 

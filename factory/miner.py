@@ -31,7 +31,7 @@ from .boundaries import Boundaries, boundary_confidence, detect_boundaries, flow
 from .config import MinerConfig
 from .flow import FlowBackend, make_flow_backend, to_gray
 from .pairs import FrameContext, PairSet, extract_pairs
-from .vote import NeighbourView, split_segments, vote_depth_order
+from .vote import NeighbourView, split_segments, vote_with_margin
 
 
 @dataclass(frozen=True)
@@ -76,10 +76,10 @@ class DynOccMiner:
             bd = boundaries[t]
             pixels = split_segments(bd, self.config.vote.segment_length)
             views = [NeighbourView(flows[(t, t + o)], flows[(t + o, t)], boundaries[t + o].distance) for o in (-b, b)]
-            label = vote_depth_order(pixels, views[0], views[1], self.config.vote)
+            label, margin = vote_with_margin(pixels, views[0], views[1], self.config.vote)
             ctx = FrameContext(grays[t], (grays[t - b], grays[t + b]), (flows[(t, t - b)], flows[(t, t + b)]))
             rng = np.random.default_rng(frame_seed(self.config.seed, video_id, t))
-            pairs = extract_pairs(pixels, label, ctx, self.config.pairs, self.config.vote, rng)
+            pairs = extract_pairs(pixels, label, ctx, self.config.pairs, self.config.vote, rng, margin)
             if not keep_maps:
                 return MinedFrame(t, images[t], pairs)
             seg = np.zeros(bd.mask.shape, np.int8)

@@ -29,6 +29,8 @@ __all__ = [
     "MAX_PAIRS",
     "UPSCALE_BELOW",
     "draw_pairs",
+    "confidence_rgb",
+    "verdict_rgb",
     "encode_png",
     "save_png",
     "overlay_grid",
@@ -43,6 +45,10 @@ LINE_RGB: tuple[int, int, int] = (230, 230, 230)
 LINE_ALPHA = 0.6
 LEGEND_BG_RGB: tuple[int, int, int] = (20, 20, 20)
 LEGEND_TEXT_RGB: tuple[int, int, int] = (255, 255, 255)
+
+RIGHT_RGB: tuple[int, int, int] = (0, 158, 115)  # bluish green: right against true depth
+WRONG_RGB: tuple[int, int, int] = (204, 121, 167)  # reddish purple: wrong
+UNGRADED_RGB: tuple[int, int, int] = (120, 120, 120)
 
 MAX_PAIRS = 4000  # at most this many pairs are drawn per image
 UPSCALE_BELOW = 400  # images whose long side is shorter are drawn at ×2
@@ -124,6 +130,7 @@ def draw_pairs(
     legend: bool = True,
     max_pairs: int | None = MAX_PAIRS,
     seed: int = 0,
+    line_rgb=None,
 ) -> np.ndarray:
     """Draw relative-depth pairs on an image and return a new RGB uint8 image.
 
@@ -133,6 +140,9 @@ def draw_pairs(
     upscaled ×2 (nearest neighbour) and the coordinates with it; ``radius`` is in output
     pixels. At most ``max_pairs`` pairs are drawn, a deterministic sample (``seed``) when
     there are more. Points outside the image are clipped by the drawing routines.
+    ``line_rgb``: optional (N, 3) colours, one per pair, for opaque 2-px lines instead of the faint
+    grey ones (e.g. :func:`confidence_rgb`, or right / wrong against true depth: :data:`RIGHT_RGB`,
+    :data:`WRONG_RGB`).
     """
     img = _as_rgb_uint8(image_rgb)
     arrays = [np.asarray(a).reshape(-1) for a in (ya, xa, yb, xb, ordinal)]
@@ -159,7 +169,11 @@ def draw_pairs(
         pb = np.stack([to_px(xb_), to_px(yb_)], axis=1)
         o = ordv[keep]
 
-        if draw_lines:
+        if line_rgb is not None:
+            colours = np.asarray(line_rgb).reshape(-1, 3)[keep]
+            for (x0, y0), (x1, y1), c in zip(pa.tolist(), pb.tolist(), colours.tolist()):
+                cv2.line(img, (x0, y0), (x1, y1), tuple(int(v) for v in c), 2, cv2.LINE_AA)
+        elif draw_lines:
             lines = img.copy()
             for (x0, y0), (x1, y1) in zip(pa.tolist(), pb.tolist()):
                 cv2.line(lines, (x0, y0), (x1, y1), LINE_RGB, 1, cv2.LINE_AA)
@@ -185,6 +199,26 @@ def draw_pairs(
     if legend:
         _draw_legend(img, int(radius))
     return img
+
+
+def confidence_rgb(confidence) -> np.ndarray:
+    """(N, 3) uint8 line colours for pair confidences in [0, 1]: OpenCV's VIRIDIS map (dark purple =
+    least sure, yellow = most); NaN (no confidence stored) is grey."""
+    c = np.asarray(confidence, np.float64).reshape(-1)
+    lut = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_VIRIDIS)[:, 0, ::-1]
+    out = lut[np.clip(np.rint(np.nan_to_num(c, nan=0.0) * 255), 0, 255).astype(np.int64)].copy()
+    out[~np.isfinite(c)] = UNGRADED_RGB
+    return out
+
+
+def verdict_rgb(verdict) -> np.ndarray:
+    """(N, 3) uint8 line colours for verdicts against true depth: +1 right, −1 wrong, 0 ungraded."""
+    v = np.asarray(verdict).reshape(-1)
+    out = np.empty((len(v), 3), np.uint8)
+    out[:] = UNGRADED_RGB
+    out[v > 0] = RIGHT_RGB
+    out[v < 0] = WRONG_RGB
+    return out
 
 
 def encode_png(image_rgb: np.ndarray) -> bytes:

@@ -30,6 +30,7 @@ stored as (p_b, p, −1) so that the ordinals are balanced.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -49,6 +50,7 @@ class PairSet:
     yb: np.ndarray
     xb: np.ndarray
     ordinal: np.ndarray  # int8
+    confidence: Optional[np.ndarray] = None  # float32 in [0, 1] per pair (see pair_confidence), or None
 
     def __len__(self) -> int:
         return len(self.ordinal)
@@ -56,7 +58,26 @@ class PairSet:
     @staticmethod
     def empty() -> "PairSet":
         z = np.zeros(0, np.int16)
-        return PairSet(z, z, z, z, np.zeros(0, np.int8))
+        return PairSet(z, z, z, z, np.zeros(0, np.int8), np.zeros(0, np.float32))
+
+
+def pair_confidence(vote_margin: np.ndarray, motion_difference: np.ndarray, photometric_ratio: np.ndarray,
+                    config: VoteConfig) -> np.ndarray:
+    """Confidence of a pair in [0, 1] from evidence the miner already has (ours; no learned weights):
+
+    * the segment's vote margin m in [0, 1] (:func:`dynocc.factory.vote.vote_with_margin`): how far
+      past δ the weaker of the two nearby frames' eq.-4 scores is;
+    * the motion difference d between the two sides, px (the larger over the nearby frames): an
+      edge whose sides move alike is decided by flow noise; ``1 − exp(−d / motion_scale)``;
+    * the photometric ratio r of the closer point (its patch error under its own side's motion
+      over that under the other side's, the worse over the nearby frames): ``1 − r``.
+
+    The product of ``0.5 + 0.5 m``, the motion term and the photometric term: each factor is 1 for
+    overwhelming evidence and small for evidence at the edge of what the miner accepts."""
+    m = 0.5 + 0.5 * np.clip(vote_margin, 0.0, 1.0)
+    d = 1.0 - np.exp(-np.maximum(motion_difference, 0.0) / config.confidence_motion_scale)
+    r = 1.0 - np.clip(photometric_ratio, 0.0, 1.0)
+    return np.clip(m * d * r, 0.0, 1.0).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -152,8 +173,11 @@ def extract_pairs(
     pair_cfg: PairConfig,
     vote_cfg: VoteConfig,
     rng: np.random.Generator,
+    segment_margin: Optional[np.ndarray] = None,
 ) -> PairSet:
-    """Ordered and equal pairs for the boundary pixels of segments with a foreground side."""
+    """Ordered and equal pairs for the boundary pixels of segments with a foreground side;
+    ``segment_margin`` (per segment, :func:`dynocc.factory.vote.vote_with_margin`) enters each pair's
+    confidence (:func:`pair_confidence`; 1 when not given)."""
     side = segment_label[pixels.segment].astype(np.float32) if len(pixels) else np.zeros(0, np.float32)
     keep = np.nonzero(side != 0)[0]
     if pair_cfg.max_pairs_per_frame and len(keep) > pair_cfg.max_pairs_per_frame:
@@ -165,6 +189,8 @@ def extract_pairs(
     y = pixels.ys[keep].astype(np.float32)
     sx = pixels.normal_x[keep] * side[keep]  # into the foreground
     sy = pixels.normal_y[keep] * side[keep]
+    margin = (np.ones(len(keep), np.float32) if segment_margin is None
+              else np.asarray(segment_margin, np.float32)[pixels.segment[keep]])
 
     # Side motions, read beyond the bleed of the flow across the edge.
     R = vote_cfg.side_flow_offset
@@ -173,6 +199,8 @@ def extract_pairs(
     diff = np.max([np.sum((a - b) ** 2, axis=1) for a, b in zip(fg, bg)], axis=0)
     separable = np.nonzero(diff >= vote_cfg.min_motion_difference ** 2)[0]
     x, y, sx, sy = x[separable], y[separable], sx[separable], sy[separable]
+    motion = np.sqrt(diff[separable])
+    margin = margin[separable]
     fg = [f[separable] for f in fg]
     bg = [b[separable] for b in bg]
 
@@ -204,6 +232,7 @@ def extract_pairs(
     sel = np.nonzero(a_ok)[0]
     ax, ay = ax[sel], ay[sel]
     x, y, sx, sy = x[sel], y[sel], sx[sel], sy[sel]
+    motion, margin = motion[sel], margin[sel]
     fg = [f[sel] for f in fg]
     bg = [b[sel] for b in bg]
     bx, by, b_ok = _search(ctx, x, y, -sx, -sy, pair_cfg.min_distance, pair_cfg.background_max_distance,
@@ -219,4 +248,13 @@ def extract_pairs(
     yb = np.concatenate([np.where(swap, ay[ordered], by[ordered]), fy[equal]])
     xb = np.concatenate([np.where(swap, ax[ordered], bx[ordered]), fx[equal]])
     ordinal = np.concatenate([np.where(swap, -1, 1), np.zeros(len(equal))]).astype(np.int8)
-    return PairSet(ya.astype(np.int16), xa.astype(np.int16), yb.astype(np.int16), xb.astype(np.int16), ordinal)
+    # Photometric evidence of the closer point (the anchor): the worse own/other error ratio.
+    ratio = np.zeros(len(ax), np.float32)
+    for k in range(len(ctx.neighbours)):
+        own = patch_error(ctx, k, ax, ay, fg[k])
+        other = patch_error(ctx, k, ax, ay, bg[k])
+        ratio = np.maximum(ratio, own / np.maximum(other, 1e-3))
+    conf = pair_confidence(margin, motion, ratio, vote_cfg)
+    confidence = np.concatenate([conf[ordered], conf[equal]])
+    return PairSet(ya.astype(np.int16), xa.astype(np.int16), yb.astype(np.int16), xb.astype(np.int16), ordinal,
+                   confidence)

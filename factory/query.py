@@ -11,8 +11,9 @@ Views:
 ``frames``    one row per frame: every column of the shards except the encoded ``image`` and
               ``depth_png`` bytes (kept with ``with_images=True``);
 ``pairs``     one row per pair: ``dataset, video_id, frame_index, width, height, pair_index, ya, xa,
-              yb, xb, ordinal`` (the list columns unnested; ordinal +1: A closer, -1: B closer,
-              0: equal; coordinates 0-based pixels of the stored image);
+              yb, xb, ordinal, confidence`` (the list columns unnested; ordinal +1: A closer, -1: B
+              closer, 0: equal; coordinates 0-based pixels of the stored image; confidence: the
+              pair's ``pair_confidence``, NULL for rows written without one);
 ``failures``  one row per failure row (``input, video_id, stage, error_type, message, attempts,
               timestamp``).
 
@@ -56,7 +57,7 @@ IMAGE_COLUMNS = ("image", "depth_png")
 """Encoded-image columns left out of the ``frames`` view unless ``with_images=True``."""
 
 PAIRS_COLUMNS = ("dataset", "video_id", "frame_index", "width", "height", "pair_index",
-                 "ya", "xa", "yb", "xb", "ordinal")
+                 "ya", "xa", "yb", "xb", "ordinal", "confidence")
 """Columns of the ``pairs`` view, in order."""
 
 
@@ -166,11 +167,14 @@ def connect(
     hidden = [c for c in IMAGE_COLUMNS if c in columns and not with_images]
     exclude = f" EXCLUDE ({', '.join(hidden)})" if hidden else ""
     con.execute(f"CREATE VIEW frames AS SELECT *{exclude} FROM _frames_all")
+    # ``confidence``: the pair's pair_confidence (schema 1.1); NULL for rows written without it
+    # (schema 1, stereo rows).
+    confidence = ("unnest(pair_confidence)" if "pair_confidence" in columns else "CAST(NULL AS FLOAT)")
     con.execute(
         "CREATE VIEW pairs AS SELECT dataset, video_id, frame_index, width, height, "
         "CAST(unnest(range(len(pair_ordinal))) AS INTEGER) AS pair_index, "
         "unnest(pair_ya) AS ya, unnest(pair_xa) AS xa, unnest(pair_yb) AS yb, unnest(pair_xb) AS xb, "
-        "unnest(pair_ordinal) AS ordinal FROM _frames_all"
+        f"unnest(pair_ordinal) AS ordinal, {confidence} AS confidence FROM _frames_all"
     )
     con.execute("CREATE VIEW failures AS SELECT * FROM _failures_all")
     return con

@@ -352,6 +352,8 @@ class SequenceReport:
     flow_epe_near_edges: float = float("nan")  # mean EPE within 5 px of depth edges (visible pixels)
     flow_epe_all: float = float("nan")
     seconds: float = 0.0  # mining (when ``mined`` is a generator) and grading
+    confidence: list = None  # type: ignore[assignment]  # per graded ordered pair: pair_confidence
+    correct: list = None  # type: ignore[assignment]  # ... and whether it was right
 
     @property
     def pairs_per_frame(self) -> float:
@@ -387,7 +389,7 @@ def grade_sequence(seq: RealSequence, mined, rules: GradeRules = GradeRules(), f
     every n-th frame (near depth edges and over all visible pixels)."""
     import time
 
-    report = SequenceReport(seq.name, grade=PairGrade())
+    report = SequenceReport(seq.name, grade=PairGrade(), confidence=[], correct=[])
     t0 = time.perf_counter()
     epe_near, epe_all = [], []
     for mf in mined:
@@ -397,6 +399,11 @@ def grade_sequence(seq: RealSequence, mined, rules: GradeRules = GradeRules(), f
         report.frames += 1
         report.pairs += len(p)
         report.grade = report.grade + grade_pairs(depth, p.ya, p.xa, p.yb, p.xb, p.ordinal, rules)
+        if p.confidence is not None and len(p):
+            verdict = pair_verdicts(depth, p.ya, p.xa, p.yb, p.xb, p.ordinal, rules)
+            graded = (verdict != 0) & (p.ordinal != 0)
+            report.confidence.extend(p.confidence[graded].tolist())
+            report.correct.extend((verdict[graded] == 1).tolist())
         if mf.boundary is None:
             continue
         edges = depth_edges(depth, edge_ratio)
@@ -419,3 +426,18 @@ def grade_sequence(seq: RealSequence, mined, rules: GradeRules = GradeRules(), f
         report.flow_epe_near_edges = float(np.nanmean(epe_near))
         report.flow_epe_all = float(np.nanmean(epe_all))
     return report
+
+
+def accuracy_by_confidence(confidence, correct, bins: int = 5) -> list[tuple[float, float, float, int]]:
+    """Ordered-pair accuracy per confidence quantile bin (quintiles by default):
+    [(lowest confidence, highest confidence, accuracy, graded pairs)], from least to most confident."""
+    c = np.asarray(confidence, np.float64)
+    ok = np.asarray(correct, bool)
+    if len(c) == 0:
+        return []
+    order = np.argsort(c, kind="stable")
+    out = []
+    for part in np.array_split(order, bins):
+        if len(part):
+            out.append((float(c[part].min()), float(c[part].max()), float(ok[part].mean()), int(len(part))))
+    return out

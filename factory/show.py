@@ -26,7 +26,7 @@ import numpy as np
 from fsspec.core import url_to_fs
 
 from .export import frame_key, select_sql
-from .overlay import CLOSER_RGB, EQUAL_RGB, FARTHER_RGB, draw_pairs, encode_png
+from .overlay import CLOSER_RGB, EQUAL_RGB, FARTHER_RGB, confidence_rgb, draw_pairs, encode_png
 from .query import connect, iter_batches
 from .stereo import decode_inverse_depth_png
 
@@ -142,14 +142,19 @@ def render_gallery(
     storage_options: dict | None = None,
     out_storage_options: dict | None = None,
     title: str = "dynocc pairs",
+    colour_by: str = "order",
 ) -> Gallery:
     """Draw overlays (and depth maps for stereo rows) of the selected frames and an ``index.html``.
 
     ``data``: mining output(s) as for :func:`dynocc.factory.query.connect`. ``where``: a SQL
     predicate on the ``frames`` view (e.g. ``"video_id = 'bikes' AND frame_index < 40"``).
     Frames come sorted by dataset, video_id, frame_index; at most ``limit`` (None: all).
+    ``colour_by``: ``"order"`` (dots closer / farther / equal, faint lines) or ``"confidence"``
+    (also each pair's line coloured by its ``pair_confidence``, grey where none is stored).
     Raises :class:`~dynocc.factory.query.QueryError` for a bad predicate.
     """
+    if colour_by not in ("order", "confidence"):
+        raise ValueError(f"colour_by must be 'order' or 'confidence', got {colour_by!r}")
     con = connect(data, storage_options, with_images=True)
     target = _Out(out, out_storage_options if out_storage_options is not None else storage_options)
     gallery = Gallery(out=target.url, index="")
@@ -160,8 +165,12 @@ def render_gallery(
             for row in batch.to_pylist():
                 key = frame_key(row["dataset"], row["video_id"], row["frame_index"])
                 n = len(row["pair_ordinal"])
+                lines = None
+                if colour_by == "confidence":
+                    conf = row.get("pair_confidence")
+                    lines = confidence_rgb(np.full(n, np.nan) if conf is None else np.asarray(conf, np.float64))
                 pic = draw_pairs(_decode_jpeg(row["image"]), row["pair_ya"], row["pair_xa"], row["pair_yb"],
-                                 row["pair_xb"], row["pair_ordinal"])
+                                 row["pair_xb"], row["pair_ordinal"], line_rgb=lines)
                 overlay_rel = f"images/{key}.png"
                 target.put(overlay_rel, encode_png(pic))
                 depth_rel = None

@@ -169,9 +169,18 @@ def combine_alignment(s_prev: np.ndarray, s_next: np.ndarray, config: VoteConfig
 
 def vote_depth_order(pixels: BoundaryPixels, prev: NeighbourView, next_: NeighbourView, config: VoteConfig) -> np.ndarray:
     """Per segment foreground side (+1 side 1, −1 side 2, 0 dropped)."""
+    return vote_with_margin(pixels, prev, next_, config)[0]
+
+
+def vote_with_margin(pixels: BoundaryPixels, prev: NeighbourView, next_: NeighbourView,
+                     config: VoteConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per segment: the foreground side (as :func:`vote_depth_order`) and the vote's margin in [0, 1]:
+    the weaker of the two nearby frames' eq.-4 scores in the voted direction, (s − δ) / (1 − δ)
+    (0 where no side was voted). One of the pieces of evidence of a pair's confidence."""
     if pixels.n_segments == 0:
-        return np.zeros(0, np.int8)
-    label = combine_alignment(alignment_score(pixels, prev, config), alignment_score(pixels, next_, config), config)
+        return np.zeros(0, np.int8), np.zeros(0, np.float32)
+    s_prev, s_next = alignment_score(pixels, prev, config), alignment_score(pixels, next_, config)
+    label = combine_alignment(s_prev, s_next, config)
     small = pixels.segment_sizes() < config.min_segment_pixels
     label[small] = 0
     if config.occlusion_veto and label.any():
@@ -180,4 +189,6 @@ def vote_depth_order(pixels: BoundaryPixels, prev: NeighbourView, next_: Neighbo
             if view.back_flow is not None:
                 occ = occlusion_vote(voted, view, config)
                 label[occ == -label] = 0
-    return label
+    weaker = np.minimum(s_prev * label, s_next * label)
+    margin = np.clip((weaker - config.delta) / (1.0 - config.delta), 0.0, 1.0) * (label != 0)
+    return label, margin.astype(np.float32)

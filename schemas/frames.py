@@ -1,10 +1,17 @@
-"""Frame rows, schema v1: one row per mined frame with its relative-depth pairs.
+"""Frame rows, schema v1.1: one row per mined frame with its relative-depth pairs.
 
 Pair coordinates are 0-based pixels (y = row, x = column) of the stored image,
 whose size is ``width`` x ``height``. ``pair_ordinal[i]`` is +1 if point A is
 closer to the camera than point B, -1 if B is closer, 0 if about the same depth
 (ReDWeb and DIW use other conventions: convert at the edges, never here).
-Extra columns (e.g. a future ``depth_png``) may follow the required ones.
+Extra columns (e.g. ``depth_png`` of stereo rows) may follow the required ones.
+
+Optional columns, validated when present (version 1.1 added the first; files of version 1 have
+none and read unchanged):
+
+* ``pair_confidence`` list<float32>, one value in [0, 1] per pair: how sure the miner is of the
+  pair (:func:`dynocc.factory.pairs.pair_confidence`); higher is more often right. A null cell
+  means the row has none (e.g. stereo rows read together with video rows).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ __all__ = [
     "FRAME_SCHEMA",
     "FRAME_COLUMNS",
     "PAIR_COLUMNS",
+    "CONFIDENCE_COLUMN",
     "frame_row",
     "frames_table",
     "validate_frames",
@@ -64,6 +72,8 @@ FRAME_SCHEMA = pa.schema(
 
 FRAME_COLUMNS = tuple(FRAME_SCHEMA.names)
 PAIR_COLUMNS = ("pair_ya", "pair_xa", "pair_yb", "pair_xb", "pair_ordinal")
+CONFIDENCE_COLUMN = "pair_confidence"
+CONFIDENCE_TYPE = pa.list_(pa.float32())
 
 
 def frame_row(
@@ -141,9 +151,13 @@ def frames_table(rows: list[dict]) -> pa.Table:
                 columns[name] = pa.array([r[name] for r in rows])
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as e:
                 raise SchemaError(f"column {name!r}: expected {FRAME_SCHEMA.field(name).type}, got {e}", name) from e
+    if any(r.get(CONFIDENCE_COLUMN) is not None for r in rows):
+        columns[CONFIDENCE_COLUMN] = pa.array(
+            [None if r.get(CONFIDENCE_COLUMN) is None else np.asarray(r[CONFIDENCE_COLUMN], np.float32)
+             for r in rows], type=CONFIDENCE_TYPE)
     for r in rows:
         for k in r:
-            if k not in columns:
+            if k not in columns and k != CONFIDENCE_COLUMN:  # (None in every row: no column)
                 columns[k] = None
     for k, v in columns.items():
         if v is None:
@@ -193,6 +207,9 @@ def validate_frames(table: pa.Table) -> pa.Table:
             "pair_ordinal",
         )
 
+    if CONFIDENCE_COLUMN in table.column_names:
+        table = _check_confidence(table, lengths)
+
     for name, bound_col in (("pair_ya", "height"), ("pair_yb", "height"), ("pair_xa", "width"), ("pair_xb", "width")):
         values = flat[name]
         bound = np.repeat(table.column(bound_col).to_numpy(), lengths)
@@ -204,6 +221,32 @@ def validate_frames(table: pa.Table) -> pa.Table:
                 f"column {name!r}: expected coordinates in [0, {bound_col}={bound[i]}), got {values[i]} (row {row})",
                 name,
             )
+    return table
+
+
+def _check_confidence(table: pa.Table, lengths: np.ndarray) -> pa.Table:
+    """``pair_confidence``: list<float32>, one value in [0, 1] per pair, or a null cell (the row has
+    none); cast when lossless."""
+    name = CONFIDENCE_COLUMN
+    col = table.column(name)
+    if not pa.types.is_list(col.type) and not pa.types.is_large_list(col.type):
+        raise SchemaError(f"column {name!r}: expected {CONFIDENCE_TYPE}, got {col.type}", name)
+    try:
+        col = col.cast(CONFIDENCE_TYPE)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise SchemaError(f"column {name!r}: expected {CONFIDENCE_TYPE}, got {col.type} ({e})", name) from e
+    table = table.set_column(table.column_names.index(name), pa.field(name, CONFIDENCE_TYPE), col)
+    present = ~col.is_null().to_numpy(zero_copy_only=False)
+    values, lens = list_values(table.filter(pa.array(present)), name)
+    lengths = lengths[present]
+    if not np.array_equal(lens, lengths):
+        row = _first_mismatch(lens, lengths)
+        raise SchemaError(f"column {name!r}: expected {lengths[row]} values like 'pair_ya' in row {row}, got {lens[row]}", name)
+    bad = ~((values >= 0) & (values <= 1))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise SchemaError(f"column {name!r}: expected values in [0, 1], got {values[i]} (row {row_of_element(lengths, i)})",
+                          name)
     return table
 
 

@@ -3,7 +3,7 @@
 Every table dynocc writes carries two keys in its Arrow schema metadata, which
 Parquet stores in the file's key-value metadata:
 
-* ``dynocc.schema_version`` — :data:`SCHEMA_VERSION`;
+* ``dynocc.schema_version`` — :data:`SCHEMA_VERSION` (written; :data:`READABLE_VERSIONS` are read);
 * ``dynocc.table`` — ``'frames'`` or ``'failures'``.
 
 :func:`read_table` refuses files whose version or table kind is missing or
@@ -20,7 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "1.1"
+# Versions this code reads. 1.1 added the optional frame column ``pair_confidence`` (additive:
+# files written as version 1 read unchanged, without that column).
+READABLE_VERSIONS = ("1", "1.1")
 VERSION_KEY = "dynocc.schema_version"
 TABLE_KEY = "dynocc.table"
 TABLE_KINDS = ("frames", "failures")
@@ -220,9 +223,10 @@ def check_metadata(metadata: dict | None, where: str, table: str | None = None) 
     """Check version and kind in schema metadata; return the table kind."""
     md = {bytes(k).decode(errors="replace"): bytes(v).decode(errors="replace") for k, v in (metadata or {}).items()}
     version = md.get(VERSION_KEY)
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         got = "none (not written by dynocc?)" if version is None else repr(version)
-        raise SchemaError(f"{where}: metadata {VERSION_KEY!r}: expected {SCHEMA_VERSION!r}, got {got}", VERSION_KEY)
+        want = " or ".join(repr(v) for v in READABLE_VERSIONS)
+        raise SchemaError(f"{where}: metadata {VERSION_KEY!r}: expected {want}, got {got}", VERSION_KEY)
     kind = md.get(TABLE_KEY)
     expected = (table,) if table else TABLE_KINDS
     if kind not in expected:

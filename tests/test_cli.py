@@ -44,7 +44,9 @@ def test_mine_writes_schema_v1_shards_and_a_summary(inputs, tmp_path):
     assert "videos ok: 2  failed: 0" in r.stdout
     assert "pairs/frame" in r.stdout and "seconds" in r.stdout
     table = read_frames(str(out))
-    assert table.schema.remove_metadata().equals(FRAME_SCHEMA.remove_metadata())
+    required = table.select(list(FRAME_SCHEMA.names)).schema.remove_metadata()
+    assert required.equals(FRAME_SCHEMA.remove_metadata())
+    assert table.column_names == list(FRAME_SCHEMA.names) + ["pair_confidence"]  # schema 1.1
     assert set(table["video_id"].to_pylist()) == {"moving", "clip"}
     assert sum(len(o) for o in table["pair_ordinal"].to_pylist()) > 0
     assert (out / "_SUCCESS").exists()

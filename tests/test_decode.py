@@ -173,7 +173,8 @@ def test_real_sample_video_bikes():
     assert out[0].std() > 20  # a real street scene, not a blank frame
     small = next(iter(decode_frames(path, DecodeConfig(max_long_side=320, max_frames=5))))
     assert small.shape == (136, 320, 3)
-    assert sum(1 for _ in decode_frames(path, DecodeConfig(max_long_side=None))) == 250  # < 1 s
+    assert sum(1 for _ in decode_frames(path, DecodeConfig(max_long_side=None, fps=None))) == 250  # < 1 s
+    assert sum(1 for _ in decode_frames(path, DecodeConfig(max_long_side=None))) == 60  # 10 s at 6 fps
 
 
 def test_missing_sample_video_is_a_clear_error():
@@ -191,3 +192,51 @@ def test_cv2_fallback_when_pyav_cannot_open(video, frames, monkeypatch):
     out = list(decode_frames(video, DecodeConfig(max_long_side=None, frame_step=2), min_frames=4))
     assert len(out) == 4 and out[0].shape == (48, 64, 3)
     assert np.abs(out[1].astype(int) - frames[2]).mean() < 4
+
+
+# ------------------------------------------------------------------ decoding at a target frame rate
+
+
+def test_videos_decode_at_the_target_rate_from_their_timestamps(tmp_path):
+    """The same moving square written at 6, 12 and 30 fps (1, 2, 5 source frames per time step)
+    decodes at fps=6 to one frame per step, each the first frame of its step."""
+    steps = make_frames(8)
+    for rate in (6, 12, 30):
+        per_step = rate // 6
+        path = tmp_path / f"clip{rate}.mp4"
+        write_video([f for f in steps for _ in range(per_step)], path, fps=rate)
+        out = list(decode_frames(str(path), DecodeConfig(max_long_side=None, fps=6)))
+        assert len(out) == len(steps), (rate, len(out))
+        for got, want in zip(out, steps):
+            assert np.abs(got.astype(int) - want).mean() < 4, rate
+        every = list(decode_frames(str(path), DecodeConfig(max_long_side=None, fps=None)))
+        assert len(every) == len(steps) * per_step
+    # A rate above the source's keeps every frame; frame_step then thins the decoded frames.
+    assert len(list(decode_frames(str(tmp_path / "clip6.mp4"), DecodeConfig(max_long_side=None, fps=25)))) == 8
+    assert len(list(decode_frames(str(tmp_path / "clip30.mp4"),
+                                  DecodeConfig(max_long_side=None, fps=6, frame_step=2), min_frames=4))) == 4
+
+
+def test_frame_folders_ignore_the_target_rate(tmp_path, frames):
+    write_frame_folder(frames, tmp_path / "clip")
+    assert len(list(decode_frames(str(tmp_path / "clip"), DecodeConfig(max_long_side=None, fps=1)))) == len(frames)
+
+
+def test_same_real_clip_at_two_frame_rates_gives_similar_pairs_per_second(tmp_path):
+    """bikes.mp4 (25 fps) and the same street written at 12.5 fps (every second frame): decoded at the
+    default 6 fps, both become the same instants (within 1/25 s), and mine similar pairs per second."""
+    from dynocc.factory.config import MinerConfig
+    from dynocc.factory.miner import DynOccMiner
+
+    src = sample_video_path("bikes.mp4")
+    full = list(decode_frames(src, DecodeConfig(max_long_side=None, fps=None)))
+    half = tmp_path / "bikes12.mp4"
+    write_video(full[::2], half, fps=12.5, crf=12)
+    per_second = []
+    for path, n_src, rate in ((src, len(full), 25.0), (str(half), len(full[::2]), 12.5)):
+        frames = list(decode_frames(path, DecodeConfig()))
+        assert abs(len(frames) - n_src / rate * 6) <= 2, (path, len(frames))
+        pairs = sum(len(m.pairs) for m in DynOccMiner(MinerConfig()).mine_video(frames, "bikes"))
+        per_second.append(pairs / (len(frames) / 6.0))
+    assert min(per_second) > 0, per_second
+    assert max(per_second) <= 1.5 * min(per_second), per_second

@@ -69,7 +69,8 @@ def _expected_pairs(rows_by_video: dict) -> list[tuple]:
     for rows in rows_by_video.values():
         for r in rows:
             for k, pair in enumerate(zip(r["pair_ya"], r["pair_xa"], r["pair_yb"], r["pair_xb"], r["pair_ordinal"])):
-                got.append((r["dataset"], r["video_id"], r["frame_index"], W, H, k, *map(int, pair)))
+                got.append((r["dataset"], r["video_id"], r["frame_index"], W, H, k, *map(int, pair),
+                            None))  # confidence: these hand-made rows have none
     return sorted(got)
 
 

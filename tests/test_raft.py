@@ -232,8 +232,10 @@ def test_batched_equals_unbatched(raft, motorcycle):
         batched.iters = one.iters = 3
         exact_b, exact_1 = batched.flows(pairs), one.flows(pairs)
         batched.iters = one.iters = raft.iters
+    # (Some CPUs' kernels still differ by a few 1e-6 px between batch sizes: a bookkeeping error
+    # would be off by pixels.)
     for k, (f, g) in enumerate(zip(exact_b, exact_1)):
-        assert np.array_equal(f, g), (k, float(np.abs(f - g).max()))
+        assert np.allclose(f, g, rtol=0, atol=1e-4), (k, float(np.abs(f - g).max()))
 
     # With oneDNN (the default, ~1.7x faster) other batch sizes pick other kernels: the context
     # encoder differs by ~2e-6 and 12 recurrent iterations carry it to 6e-5 px at most on these crops

@@ -21,6 +21,7 @@ from dynocc.factory.config import MinerConfig
 from dynocc.factory.miner import DynOccMiner
 from dynocc.factory.realdata import (
     GradeRules,
+    accuracy_by_confidence,
     TrueFlowBackend,
     depth_edges,
     grade_pairs,
@@ -137,6 +138,19 @@ def test_default_miner_on_real_footage(default_reports):
         assert r.frames == len(load_sequence(REALDATA / r.name)) - 4  # every frame with both neighbours
 
 
+def test_pair_confidence_rises_with_accuracy_on_real_footage(default_reports):
+    """Ordered pairs of both sequences by confidence quintile: the surest are the most often right."""
+    conf = [c for r in default_reports for c in r.confidence]
+    ok = [c for r in default_reports for c in r.correct]
+    bins = accuracy_by_confidence(conf, ok)
+    text = ", ".join(f"[{lo:.2f}, {hi:.2f}] {acc:.3f} ({n})" for lo, hi, acc, n in bins)
+    print("accuracy per confidence quintile:", text)
+    assert len(bins) == 5, text
+    assert bins[-1][2] >= bins[0][2] + 0.1, text
+    assert (bins[3][2] * bins[3][3] + bins[4][2] * bins[4][3]) / (bins[3][3] + bins[4][3]) >= \
+        (bins[0][2] * bins[0][3] + bins[1][2] * bins[1][3]) / (bins[0][3] + bins[1][3]), text
+
+
 def test_miner_with_true_flow_isolates_the_method(seq):
     """With the true flow, what remains wrong is the method's (boundaries, vote, sampling)."""
     r = _mine(seq, TrueFlowBackend)
@@ -146,3 +160,5 @@ def test_miner_with_true_flow_isolates_the_method(seq):
     assert r.grade.ordered_accuracy >= TRUE_FLOW_ORDERED_BAR, r.summary()
     assert d["vote_accuracy"] >= TRUE_FLOW_VOTE_BAR, r.summary()
     assert r.grade.equal_accuracy >= 0.95, r.summary()
+    bins = accuracy_by_confidence(r.confidence, r.correct)
+    assert bins[-1][2] >= bins[0][2], bins

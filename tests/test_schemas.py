@@ -64,7 +64,7 @@ def _raises(table_or_fn, column: str, *words: str):
 
 
 def test_frame_schema_v1_exact():
-    assert SCHEMA_VERSION == "1"
+    assert SCHEMA_VERSION == "1.1"
     expected = [
         ("dataset", pa.string()),
         ("video_id", pa.string()),
@@ -80,7 +80,7 @@ def test_frame_schema_v1_exact():
     ]
     assert [(f.name, f.type) for f in FRAME_SCHEMA] == expected
     assert b"closer" in FRAME_SCHEMA.field("pair_ordinal").metadata[b"description"]
-    assert FRAME_SCHEMA.metadata[b"dynocc.schema_version"] == b"1"
+    assert FRAME_SCHEMA.metadata[b"dynocc.schema_version"] == b"1.1"
     assert FRAME_SCHEMA.metadata[b"dynocc.table"] == b"frames"
     assert FAILURE_SCHEMA.metadata[b"dynocc.table"] == b"failures"
     assert FAILURE_SCHEMA.field("video_id").nullable
@@ -94,7 +94,7 @@ def test_frames_round_trip_with_metadata(tmp_path):
     path = tmp_path / "f.parquet"
     pq.write_table(table, path)
     kv = pq.read_metadata(path).metadata
-    assert kv[b"dynocc.schema_version"] == b"1" and kv[b"dynocc.table"] == b"frames"
+    assert kv[b"dynocc.schema_version"] == b"1.1" and kv[b"dynocc.table"] == b"frames"
     back = read_table(str(path))
     assert back.equals(table)
     got = back.to_pylist()
@@ -121,7 +121,7 @@ def test_lossless_casts_and_extra_columns():
     assert out.schema.field("frame_index").type == pa.int32()
     assert out.schema.field("pair_ya").type == pa.list_(pa.int16())
     assert out.column("pair_ya").to_pylist() == t.column("pair_ya").to_pylist()
-    assert out.schema.metadata[b"dynocc.schema_version"] == b"1"
+    assert out.schema.metadata[b"dynocc.schema_version"] == b"1.1"
 
 
 def test_empty_pairs_and_empty_table():
@@ -249,11 +249,11 @@ def test_read_wrong_or_missing_version_fails_clearly(tmp_path):
     with pytest.raises(SchemaError) as e:
         read_table(str(v2))
     msg = str(e.value)
-    assert "dynocc.schema_version" in msg and "expected '1'" in msg and "got '2'" in msg and str(v2) in msg
+    assert "dynocc.schema_version" in msg and "expected '1' or '1.1'" in msg and "got '2'" in msg and str(v2) in msg
 
     none = tmp_path / "none.parquet"
     pq.write_table(table.replace_schema_metadata(None), none)
-    with pytest.raises(SchemaError, match="dynocc.schema_version.*expected '1', got none"):
+    with pytest.raises(SchemaError, match="dynocc.schema_version.*expected '1' or '1.1', got none"):
         read_table(str(none))
 
     with pytest.raises(SchemaError, match="dynocc.table.*expected 'failures', got 'frames'"):

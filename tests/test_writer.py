@@ -61,10 +61,10 @@ def test_round_trip_and_layout(tmp_path):
     assert stats.files == [f"frames/part-{h}-00000.parquet", f"failures/part-{h}.parquet"]
     saved = json.loads((tmp_path / "stats" / f"{h}.json").read_text())
     assert saved["item_key"] == "bikes.mp4" and saved["files"] == stats.files
-    assert saved["seconds"] == 1.25 and saved["extra"] == {"flow": "dis"} and saved["schema_version"] == "1"
+    assert saved["seconds"] == 1.25 and saved["extra"] == {"flow": "dis"} and saved["schema_version"] == "1.1"
 
     kv = pq.read_metadata(tmp_path / stats.files[0]).metadata
-    assert kv[b"dynocc.schema_version"] == b"1" and kv[b"dynocc.table"] == b"frames"
+    assert kv[b"dynocc.schema_version"] == b"1.1" and kv[b"dynocc.table"] == b"frames"
     assert pq.read_metadata(tmp_path / stats.files[1]).metadata[b"dynocc.table"] == b"failures"
 
     frames = read_frames(str(tmp_path))

@@ -34,6 +34,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backbone", choices=["resnet18", "resnet34", "resnet50"], help="encoder (default: resnet50)")
     g.add_argument("--backbone-weights", metavar="PATH_OR_URL", help="torchvision-format ImageNet weights")
     g.add_argument("--image-size", type=int, help="training crop, px, multiple of 32 (default: 384)")
+    g.add_argument("--min-confidence", type=float, metavar="C",
+                   help="use only stored pairs with pair_confidence >= C, in [0, 1] (default: 0, all pairs)")
     g.add_argument("--batch-size", type=int, help="global batch size (default: 4)")
     g.add_argument("--steps", type=int, help="total optimizer steps (default: 1000)")
     g.add_argument("--epochs", type=float, help="train this many epochs of the mix instead of --steps")
@@ -59,7 +61,7 @@ def train_config(args):
     if args.steps is not None and args.epochs is None:
         assignments.append("optim.epochs=null")  # an explicit --steps wins over epochs from --config
     return load_config(TrainConfig, args.config, assignments, {
-        "data.sources": sources, "data.image_size": args.image_size, "data.storage_options": args.storage_options,
+        "data.sources": sources, "data.image_size": args.image_size, "data.min_confidence": args.min_confidence, "data.storage_options": args.storage_options,
         "model.backbone": args.backbone, "model.backbone_weights": args.backbone_weights,
         "optim.batch_size": args.batch_size, "optim.steps": args.steps, "optim.epochs": args.epochs,
         "optim.lr": args.lr, "scale.workers": args.workers, "scale.use_gpu": args.use_gpu,

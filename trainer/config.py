@@ -38,6 +38,10 @@ class DataConfig(_Strict):
     sources: list[DataSource] = Field(default_factory=list, description="shard roots (--data URL[:weight])")
     image_size: int = Field(384, ge=32, description="square training crop, px (redweb: 384x384)")
     keep_rate: float = Field(0.1, gt=0, le=1, description="stored pairs kept per row per step (dynocc 3.3: 10%)")
+    min_confidence: float = Field(
+        0.0, ge=0, le=1,
+        description="stored pairs with pair_confidence below this are not used (ours; rows without the column, "
+        "i.e. schema 1 or stereo rows, are used as they are)")
     stereo_pairs: int = Field(3000, ge=1, description="random pairs sampled online per stereo image (redweb: 3K)")
     stereo_edge_pairs: int = Field(0, ge=0, description="extra depth-edge pairs per stereo image (ours; redweb: 0)")
     sigma: float = Field(0.02, gt=0, description="equal-depth threshold of redweb eq. 1 (redweb: 0.02)")

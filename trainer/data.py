@@ -37,7 +37,7 @@ import numpy as np
 from .config import DataConfig, DataSource
 
 PAIR_KEYS = ("pair_ya", "pair_xa", "pair_yb", "pair_xb")
-READ_COLUMNS = ("image", "width", "height", *PAIR_KEYS, "pair_ordinal", "depth_png")
+READ_COLUMNS = ("image", "width", "height", *PAIR_KEYS, "pair_ordinal", "pair_confidence", "depth_png")
 
 
 class DataError(ValueError):
@@ -102,10 +102,13 @@ def _stereo_pairs(depth_png: bytes, c: Crop, cfg: DataConfig, rng) -> tuple[np.n
     return p.ya, p.xa, p.yb, p.xb, p.ordinal
 
 
-def _stored_pairs(row: dict, c: Crop, keep_rate: float, rng) -> tuple[np.ndarray, ...]:
+def _stored_pairs(row: dict, c: Crop, keep_rate: float, rng, min_confidence: float = 0.0) -> tuple[np.ndarray, ...]:
     ya, xa, ok_a = crop_points(row["pair_ya"], row["pair_xa"], c)
     yb, xb, ok_b = crop_points(row["pair_yb"], row["pair_xb"], c)
     ok = ok_a & ok_b & ((ya != yb) | (xa != xb))
+    conf = row.get("pair_confidence")
+    if min_confidence > 0 and conf is not None:
+        ok &= np.asarray(conf) >= min_confidence
     idx = np.nonzero(ok)[0]
     if len(idx) and keep_rate < 1:
         kept = idx[rng.random(len(idx)) < keep_rate]
@@ -123,7 +126,7 @@ def decode_row(row: dict, cfg: DataConfig, keep_rate: float, rng: np.random.Gene
     else:
         if (int(row.get("height", h)), int(row.get("width", w))) != (h, w):
             raise ValueError(f"stored size {row.get('height')}x{row.get('width')} != image {h}x{w}")
-        ya, xa, yb, xb, o = _stored_pairs(row, c, keep_rate, rng)
+        ya, xa, yb, xb, o = _stored_pairs(row, c, keep_rate, rng, cfg.min_confidence)
     if len(o) > cfg.max_pairs:
         pick = rng.choice(len(o), cfg.max_pairs, replace=False)
         ya, xa, yb, xb, o = ya[pick], xa[pick], yb[pick], xb[pick], o[pick]
@@ -143,8 +146,8 @@ def decode_table(table, cfg: DataConfig, keep_rate: float, rng: np.random.Genera
     cols = {name: table.column(name) for name in table.column_names if name in READ_COLUMNS}
     rows = []
     for i in range(table.num_rows):
-        row = {k: (v[i].values.to_numpy(zero_copy_only=False) if k.startswith("pair_") else v[i].as_py())
-               for k, v in cols.items()}
+        row = {k: (v[i].values.to_numpy(zero_copy_only=False) if k.startswith("pair_") and v[i].is_valid
+                   else v[i].as_py()) for k, v in cols.items()}
         rows.append(decode_row(row, cfg, keep_rate, rng))
     keys = ("image", *PAIR_KEYS, "pair_ordinal", "pair_mask")
     return {k: np.stack([r[k] for r in rows]) for k in keys}
