@@ -144,14 +144,16 @@ def flow_reliability(flow: np.ndarray, back_flow: np.ndarray, gray: np.ndarray, 
     undone by the backward flow within ``max_fb_error`` px (ref. [27]'s consistency), and the image
     has texture in every direction (the smaller eigenvalue of its smoothed structure tensor, as
     grey levels per px, at least ``min_texture``): on a textureless wall a flow method returns
-    a smooth guess that is forward-backward consistent yet wrong."""
+    a smooth guess that is forward-backward consistent yet wrong. ``flow`` and ``back_flow`` are at
+    the analysis scale (:func:`analysis_flow`), ``gray`` at full resolution."""
     s = config.analysis_scale
-    f = analysis_flow(flow, s)
-    g = analysis_flow(back_flow, s)
+    f, g = flow, back_flow
     h, w = f.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    xs, ys = _grid(h, w)
     back = cv2.remap(g, xs + f[..., 0] / s, ys + f[..., 1] / s, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     err = cv2.magnitude(f[..., 0] + back[..., 0], f[..., 1] + back[..., 1])
+    if config.min_texture <= 0:
+        return err <= config.max_fb_error
     img = cv2.resize(np.asarray(gray, np.float32), (w, h), interpolation=cv2.INTER_AREA) if s > 1 else np.asarray(gray, np.float32)
     gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3, scale=0.125 / s)
     gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3, scale=0.125 / s)
@@ -167,18 +169,33 @@ def flow_geometry(flow: np.ndarray, config: BoundaryConfig, back_flow: Optional[
                   gray: Optional[np.ndarray] = None) -> FlowGeometry:
     """Eqs. 1-2 on the flow at the analysis scale; derivatives in px per full-resolution px."""
     s = config.analysis_scale
-    jac = flow_jacobian(analysis_flow(flow, s), s)
+    flow_s = analysis_flow(flow, s)
+    jac = flow_jacobian(flow_s, s)
     cos2, sin2 = structure_axis(jac, max(config.normal_sigma / s, 0.5))
     ux, uy, vx, vy = jac
     grad = np.abs(ux) + np.abs(uy) + np.abs(vx) + np.abs(vy)
     jump = None
     if config.measure == "jump":
-        flow_s = analysis_flow(flow, s)
         jump = flow_jump(flow_s, *normal_from_axis(cos2, sin2), config.jump_radius / s)
     reliable = None
     if back_flow is not None and gray is not None and config.require_reliable_sides:
-        reliable = flow_reliability(flow, back_flow, gray, config)
+        reliable = flow_reliability(flow_s, analysis_flow(back_flow, s), gray, config)
     return FlowGeometry(grad, divergence_from_axis(jac, cos2, sin2), cos2, sin2, jump, reliable)
+
+
+_GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(xs, ys) float32 pixel coordinates of an (h, w) image, cached per size (read-only)."""
+    g = _GRIDS.get((h, w))
+    if g is None:
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        xs.flags.writeable = ys.flags.writeable = False
+        if len(_GRIDS) > 8:
+            _GRIDS.clear()
+        g = _GRIDS[(h, w)] = (xs, ys)
+    return g
 
 
 def flow_jump(flow: np.ndarray, nx: np.ndarray, ny: np.ndarray, r: float) -> np.ndarray:
@@ -190,7 +207,8 @@ def flow_jump(flow: np.ndarray, nx: np.ndarray, ny: np.ndarray, r: float) -> np.
     smoothly and has a gradient everywhere), the step height at a discontinuity (ours: eq. 3's
     ||∇F||₁ fires on the smooth parallax of every receding floor and wall)."""
     h, w = flow.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    xs, ys = _grid(h, w)
+
     def at(k):
         return cv2.remap(flow, xs + k * r * nx, ys + k * r * ny, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     mid = at(1) - at(-1)
