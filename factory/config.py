@@ -78,6 +78,23 @@ class BoundaryConfig(_Strict):
     """Occlusion boundary detection, paper section 3.1 (eqs. 1-3)."""
 
     baseline: int = Field(2, ge=1, description="frames between t and its neighbours t-b, t+b (paper: 2)")
+    baseline_rule: Literal["fixed", "motion"] = Field(
+        "motion",
+        description="'fixed': always `baseline`; 'motion': per frame, a smaller offset where t±baseline would move "
+        "more than max_motion_fraction of the image, a larger one (up to max_baseline) where it would move less "
+        "than min_motion px (ours; dynocc.factory.miner.neighbour_offset)",
+    )
+    max_baseline: int = Field(4, ge=1, description="'motion': the largest offset it may choose (ours: 4, 0.67 s at 6 fps)")
+    max_motion_fraction: float = Field(
+        0.08, gt=0, le=1,
+        description="'motion': the median motion to t±b at most this fraction of the long side (ours: t±2 moves "
+        "3.8% of the width on TartanAir and 13% on the HoloLens walk, where DIS's EPE near edges is 17 px; "
+        "t±1 there moves 6.5%: any value between ~5% and ~12% picks the same offsets on both)",
+    )
+    min_motion: float = Field(
+        1.0, ge=0, description="'motion': median motion to t±b at least this, px (ours: ~DIS's EPE, below it "
+        "nothing can be ordered)"
+    )
     analysis_scale: int = Field(
         2, ge=1, le=4,
         description="boundaries are found on the flow downsampled by this factor, then mapped back with sub-pixel "

@@ -1,21 +1,24 @@
 """The DynOcc miner: frames of one video in, relative depth pairs per frame out.
 
 A :class:`DynOccMiner` holds its flow backend (loaded once), so a Ray actor can keep one and mine
-many videos. It streams: only the frames t−b … t+2b and their flows are held at a time.
+many videos. It streams: only the frames t − 2b_max … t + 2b_max and their flows are held.
 
-Per frame t (b = baseline = 2, paper section 3.4):
+Per frame t (paper section 3.4):
 
-1. flows F(t→t±b) and back F(t±b→t), two flow calls per frame in all (each pair is used both ways);
-2. boundaries of t and of t±b (:mod:`.boundaries`, section 3.1): each frame's boundaries (and the
-   distance map the vote reads when the frame is a neighbour) are computed once and reused by the
-   frames t−b and t+b;
+0. the neighbour offset b (paper: 2 frames of YouTube-VOS at 6 fps, ≈ 0.33 s): with
+   ``boundary.baseline_rule = "motion"`` (default) it is chosen per frame from the measured motion
+   (:func:`neighbour_offset`, from a cheap low-resolution flow between t and t+1), when the
+   configured one would give too much or too little of it;
+1. flows F(t→t±b) and back F(t±b→t), computed once per frame pair and shared by every frame that
+   needs them (with a constant b, two flow calls per frame in all);
+2. boundaries of t and of t±b at offset b (:mod:`.boundaries`, section 3.1), each computed once;
 3. the depth-order vote (:mod:`.vote`, section 3.2);
 4. pairs (:mod:`.pairs`, section 3.3), with a random generator seeded by (seed, video id, t),
    so the same input and config give identical rows.
 
-Everything but the flow is vectorised NumPy/OpenCV: dense work at the analysis scale (half
-resolution by default), the rest on the sparse boundary pixels. ``benchmarks/bench_miner.py``
-measures its cost against the flow's.
+A frame is mined when it has both neighbours t ± b. Everything but the flow is vectorised
+NumPy/OpenCV: dense work at the analysis scale (half resolution by default), the rest on the
+sparse boundary pixels. ``benchmarks/bench_miner.py`` measures its cost against the flow's.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from typing import Iterable, Iterator, Optional
 import numpy as np
 
 from .boundaries import Boundaries, boundary_confidence, detect_boundaries, flow_geometry
-from .config import MinerConfig
-from .flow import FlowBackend, make_flow_backend, to_gray
+from .config import BoundaryConfig, MinerConfig
+from .flow import FlowBackend, frame_motion, make_flow_backend, to_gray
 from .pairs import FrameContext, PairSet, extract_pairs
 from .vote import NeighbourView, split_segments, vote_with_margin
 
@@ -42,11 +45,33 @@ class MinedFrame:
     boundary: Optional[np.ndarray] = None  # thin boundary map, kept for grading and pictures
     segment_label: Optional[np.ndarray] = None  # int8 map: ±1 on boundary pixels of voted segments, else 0
     foreground_dir: Optional[np.ndarray] = None  # float32 (H, W, 2): unit (dx, dy) into the foreground there
+    offset: int = 0  # the neighbour offset b this frame was mined with
 
 
 def frame_seed(seed: int, video_id: str, frame_index: int) -> int:
     digest = hashlib.sha256(f"{seed}\x00{video_id}\x00{frame_index}".encode()).digest()
     return int.from_bytes(digest[:8], "little")
+
+
+def neighbour_offset(motion: float, long_side: int, config: BoundaryConfig) -> int:
+    """The neighbour offset b for a frame whose median motion to the next frame is ``motion`` px.
+
+    ``baseline_rule = "fixed"``: always ``baseline`` (paper: 2). ``"motion"`` (ours): start from
+    ``baseline``; while b > 1 and the expected motion b·motion exceeds ``max_motion_fraction`` of the
+    long side, use a smaller b (large displacements are where a CPU flow fails: DIS medium's EPE near
+    depth edges on the HoloLens walk is 17 px at t±2, 13% of the width, and 3.6 px at t±1); while
+    b < ``max_baseline`` and b·motion is below ``min_motion`` px (but not zero: a still camera over a
+    still scene gives nothing at any b), use a larger one (too little parallax to order anything).
+    """
+    b = config.baseline
+    if config.baseline_rule == "fixed" or not np.isfinite(motion):
+        return b
+    limit = config.max_motion_fraction * long_side
+    while b > 1 and b * motion > limit:
+        b -= 1
+    while motion > 0 and b < config.max_baseline and b * motion < config.min_motion and (b + 1) * motion <= limit:
+        b += 1
+    return b
 
 
 class DynOccMiner:
@@ -55,33 +80,74 @@ class DynOccMiner:
         self.flow = flow if flow is not None else make_flow_backend(config.flow)
 
     def mine_video(self, frames: Iterable[np.ndarray], video_id: str, keep_maps: bool = False) -> Iterator[MinedFrame]:
-        """Yield one :class:`MinedFrame` for every frame t with both neighbours t±b (b ≤ t < n−b)."""
-        b = self.config.boundary.baseline
+        """Yield one :class:`MinedFrame` for every frame t with both neighbours t ± b (b chosen per frame)."""
+        cfg = self.config.boundary
+        horizon = 2 * max(cfg.baseline, cfg.max_baseline if cfg.baseline_rule == "motion" else cfg.baseline)
         images: dict[int, np.ndarray] = {}
         grays: dict[int, np.ndarray] = {}
+        motion: dict[int, float] = {}  # t -> median motion t -> t+1, px
         flows: dict[tuple[int, int], np.ndarray] = {}  # (i, j) -> F(i→j)
-        boundaries: dict[int, Boundaries] = {}
-        n = 0
+        boundaries: dict[tuple[int, int], Boundaries] = {}  # (j, b) -> boundaries of j at offset b
+        last: Optional[int] = None  # index of the last frame, once the video has ended
+        executor = ThreadPoolExecutor(1, thread_name_prefix="dynocc-flow") if self.config.flow.prefetch else None
+        pending: Optional[tuple[list, Future]] = None
 
-        def boundary_of(j: int, last: int) -> None:
-            cfg = self.config.boundary
-            prev = flow_geometry(flows[(j, j - b)], cfg, flows[(j - b, j)], grays[j]) if j - b >= 0 else None
-            nxt = flow_geometry(flows[(j, j + b)], cfg, flows[(j + b, j)], grays[j]) if j + b <= last else None
-            if prev is None and nxt is None:
-                boundaries[j] = Boundaries.empty(images[j].shape[:2])
-            else:
-                boundaries[j] = detect_boundaries(boundary_confidence(prev, nxt), cfg, images[j].shape[:2])
+        def collect() -> None:
+            nonlocal pending
+            if pending is not None:
+                keys, job = pending
+                pending = None
+                for k, f in zip(keys, job.result()):
+                    flows[k] = f
 
-        def mine(t: int) -> MinedFrame:
-            bd = boundaries[t]
+        def needed(t: int, b: int, end: int) -> list[tuple[int, int]]:
+            """Flow pairs frame t needs at offset b: t↔t±b, and t±b↔t±2b where those frames exist."""
+            keys = []
+            for a, c in ((t, t - b), (t, t + b), (t - b, t - 2 * b), (t + b, t + 2 * b)):
+                if 0 <= c <= end and 0 <= a <= end:
+                    keys += [(a, c), (c, a)]
+            return list(dict.fromkeys(keys))
+
+        def ensure(keys: list[tuple[int, int]]) -> None:
+            collect()
+            todo = [k for k in keys if k not in flows]
+            for k, f in zip(todo, self.flow.flows([(images[a], images[c]) for a, c in todo]) if todo else []):
+                flows[k] = f
+
+        def prefetch(keys: list[tuple[int, int]]) -> None:
+            nonlocal pending
+            collect()
+            todo = [k for k in keys if k not in flows and all(i in images for i in k)]
+            if todo and executor is not None:
+                pending = (todo, executor.submit(self.flow.flows, [(images[a], images[c]) for a, c in todo]))
+
+        def boundary_of(j: int, b: int, end: int) -> Boundaries:
+            key = (j, b)
+            if key not in boundaries:
+                prev = flow_geometry(flows[(j, j - b)], cfg, flows[(j - b, j)], grays[j]) if j - b >= 0 else None
+                nxt = flow_geometry(flows[(j, j + b)], cfg, flows[(j + b, j)], grays[j]) if j + b <= end else None
+                if prev is None and nxt is None:
+                    boundaries[key] = Boundaries.empty(images[j].shape[:2])
+                else:
+                    boundaries[key] = detect_boundaries(boundary_confidence(prev, nxt), cfg, images[j].shape[:2])
+            return boundaries[key]
+
+        def offset_of(t: int) -> int:
+            m = motion.get(t, motion.get(t - 1, float("nan")))
+            return neighbour_offset(m, max(images[t].shape[:2]), cfg)
+
+        def mine(t: int, b: int, end: int) -> MinedFrame:
+            ensure(needed(t, b, end))
+            bd = boundary_of(t, b, end)
             pixels = split_segments(bd, self.config.vote.segment_length)
-            views = [NeighbourView(flows[(t, t + o)], flows[(t + o, t)], boundaries[t + o].distance) for o in (-b, b)]
+            views = [NeighbourView(flows[(t, t + o)], flows[(t + o, t)], boundary_of(t + o, b, end).distance)
+                     for o in (-b, b)]
             label, margin = vote_with_margin(pixels, views[0], views[1], self.config.vote)
             ctx = FrameContext(grays[t], (grays[t - b], grays[t + b]), (flows[(t, t - b)], flows[(t, t + b)]))
             rng = np.random.default_rng(frame_seed(self.config.seed, video_id, t))
             pairs = extract_pairs(pixels, label, ctx, self.config.pairs, self.config.vote, rng, margin)
             if not keep_maps:
-                return MinedFrame(t, images[t], pairs)
+                return MinedFrame(t, images[t], pairs, offset=b)
             seg = np.zeros(bd.mask.shape, np.int8)
             fg_dir = np.zeros(bd.mask.shape + (2,), np.float32)
             if len(pixels):
@@ -89,54 +155,48 @@ class DynOccMiner:
                 seg[pixels.ys, pixels.xs] = lab
                 fg_dir[pixels.ys, pixels.xs, 0] = pixels.normal_x * lab
                 fg_dir[pixels.ys, pixels.xs, 1] = pixels.normal_y * lab
-            return MinedFrame(t, images[t], pairs, bd.mask, seg, fg_dir)
+            return MinedFrame(t, images[t], pairs, bd.mask, seg, fg_dir, offset=b)
 
         def drop_before(i: int) -> None:
-            for d in (images, grays, boundaries):
+            for d in (images, grays, motion):
                 for k in [k for k in d if k < i]:
                     del d[k]
             for k in [k for k in flows if min(k) < i]:
                 del flows[k]
+            for k in [k for k in boundaries if k[0] < i]:
+                del boundaries[k]
 
-        def step(i: int, job) -> Iterator[MinedFrame]:
-            """Everything that frame i's flows unlock: the boundaries of i−b, then frame i−2b."""
-            if job is not None:
-                fw, bw = job.result() if isinstance(job, Future) else job
-                flows[(i - b, i)], flows[(i, i - b)] = fw, bw
-            # Boundaries of frame j need F(j→j+b): available once frame j+b has arrived.
-            j = i - b
-            if j >= 0:
-                boundary_of(j, last=i)
-            # Frame t needs the boundaries of t+b, i.e. frame t+2b.
-            t = i - 2 * b
-            if t >= b:
-                yield mine(t)
-            drop_before(i - 3 * b)
+        def ready(newest: int) -> Iterator[MinedFrame]:
+            """Mine every frame t whose whole neighbourhood (t + 2b) has arrived (or the video ended)."""
+            nonlocal next_t
+            end = newest if last is None else last
+            while next_t <= end:
+                t = next_t
+                if last is None and t + horizon > newest:
+                    return
+                b = offset_of(t)
+                if t - b >= 0 and t + b <= end:
+                    yield mine(t, b, end)
+                next_t += 1
+                if last is None and next_t + horizon <= newest + 1:
+                    nb = offset_of(next_t) if next_t in images else b
+                    prefetch(needed(next_t, nb, newest))
+                drop_before(next_t - horizon)
 
-        # With prefetch, frame i's flows are computed in a worker thread while frame i−1's work
-        # (boundaries, vote, pairs) runs here: OpenCV and most NumPy work release the GIL.
-        executor = ThreadPoolExecutor(1, thread_name_prefix="dynocc-flow") if self.config.flow.prefetch else None
-        pending = None
+        next_t = 0
         try:
+            i = -1
             for i, frame in enumerate(frames):
-                n = i + 1
                 images[i] = frame
                 grays[i] = to_gray(frame).astype(np.float32)
-                job = None
-                if i - b >= 0:
-                    todo = [(images[i - b], frame), (frame, images[i - b])]
-                    job = executor.submit(self.flow.flows, todo) if executor else self.flow.flows(todo)
-                if pending is not None:
-                    yield from step(*pending)
-                pending = (i, job)
-            if pending is not None:
-                yield from step(*pending)
+                if i >= 1:
+                    motion[i - 1] = frame_motion(grays[i - 1], grays[i])
+                yield from ready(i)
+            last = i
+            if last >= 0:
+                yield from ready(last)
         finally:
             if executor is not None:
+                if pending is not None:
+                    pending[1].cancel()
                 executor.shutdown(wait=True, cancel_futures=True)
-        # End of video: boundaries of the last b frames (with only F_prev), then the last frames.
-        last = n - 1
-        for j in range(max(0, n - b), n):
-            boundary_of(j, last)
-        for t in range(max(b, n - 2 * b), n - b):
-            yield mine(t)

@@ -164,3 +164,34 @@ def test_h264_round_trip(scenes, tmp_path, crf):
     assert g["equal_acc"] >= equal, msg
     assert g["min_pairs_moving"] >= min_pairs, msg
     assert g["pairs_static"] == 0, msg
+
+
+def test_neighbour_offset_follows_the_measured_motion():
+    """The 'motion' rule: the paper's t±2 where that moves a moderate amount, t±1 where t±2 would move
+    more than 8% of the long side, a larger offset where t±2 would move less than 1 px, and t±2 for a
+    still frame (nothing to gain); 'fixed' always gives the baseline."""
+    from dynocc.factory.config import BoundaryConfig
+    from dynocc.factory.miner import neighbour_offset
+
+    cfg = BoundaryConfig()
+    assert neighbour_offset(10.0, 640, cfg) == 2  # TartanAir-like: 20 px at t±2 (3% of 640)
+    assert neighbour_offset(35.0, 540, cfg) == 1  # HoloLens-like: 70 px at t±2 (13% of 540)
+    assert neighbour_offset(0.2, 640, cfg) == 4  # a slow pan: 0.4 px at t±2, 0.8 px at t±4 (the cap)
+    assert neighbour_offset(0.4, 640, cfg) == 3  # 1.2 px at t±3
+    assert neighbour_offset(0.0, 640, cfg) == 2
+    assert neighbour_offset(35.0, 540, BoundaryConfig(baseline_rule="fixed")) == 2
+
+
+def test_measured_motion_scales_with_the_frame_rate():
+    """What the rule reads: bikes.mp4 decoded at 6 and at 24 fps moves about 4x less per frame at 24 fps
+    (the measure is the median of a low-resolution DIS flow, so noise keeps it from exactly 4x)."""
+    from dynocc.factory.decode import decode_frames, sample_video_path
+    from dynocc.factory.flow import frame_motion, to_gray
+
+    src = sample_video_path("bikes.mp4")
+    motions = {}
+    for fps in (6, 24):
+        frames = list(decode_frames(src, DecodeConfig(fps=fps, max_frames=12)))
+        g = [to_gray(f).astype(np.float32) for f in frames]
+        motions[fps] = float(np.median([frame_motion(a, b) for a, b in zip(g, g[1:])]))
+    assert motions[24] < 0.6 * motions[6], motions
