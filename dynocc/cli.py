@@ -264,12 +264,12 @@ def cmd_demo(args) -> int:
     shards = os.path.join(args.out, "shards")
     overlays_dir = os.path.join(args.out, "overlays")
     os.makedirs(overlays_dir, exist_ok=True)
-    best: dict[int, tuple[int, object]] = {}  # best frame (most pairs) per stretch of 40 frames
+    best: dict[int, tuple[int, object]] = {}  # best frame (most pairs) per stretch of 10 frames (~1.7 s at 6 fps)
     progress = _Progress(1, args.quiet)
 
     def on_frame(video_id, mined):
         progress.frame(video_id, mined)
-        stretch = mined.frame_index // 40
+        stretch = mined.frame_index // 10
         if len(mined.pairs) > best.get(stretch, (0, None))[0]:
             best[stretch] = (len(mined.pairs), mined)
 

@@ -12,8 +12,13 @@ default: DIS medium computes its flow at ½ resolution and upsamples it, so noth
 3. ``divergence_from_axis``: eqs. 1-2, ``b = f2 - f1`` with helper pixels one pixel either side
    along d, i.e. ``b = 2 dᵀ J d = (u_x + v_y) + (u_x - v_y) cos 2θ + (u_y + v_x) sin 2θ``;
    positive where the two sides move apart (diverging, reliable), negative where they converge.
-4. ``boundary_confidence``: eq. 3, ``B[p] = ||∇F||₁`` of whichever of F_prev / F_next has the
-   larger b at p (its d goes with it).
+4. ``boundary_confidence``: eq. 3, ``B[p]`` of whichever of F_prev / F_next has the larger b at p
+   (its d goes with it). The paper's B is ``||∇F||₁``; ours (``measure = "jump"``, default) is the
+   flow's *jump* across d (``flow_jump``): a camera moving through a room gives every floor and
+   wall a smooth flow gradient, which ``||∇F||₁`` reports as an edge (with the true flow of the
+   realdata sequences only 9% of its boundary pixels lay within 3 px of a depth edge; with the jump
+   60% on TartanAir). With ``require_reliable_sides``, a candidate also needs forward-backward
+   consistent flow (``flow_reliability``) ``side_reach`` px out on both sides.
 5. ``detect_boundaries``: box blur k = 31, divide by the 90th percentile, threshold 0.3 (the
    paper's values) gives the band of confident edges; inside it we keep the ridge of B
    (non-maximum suppression along d, ours: the skeleton of a 31-px band runs off the edge), and

@@ -133,11 +133,18 @@ class DynOccMiner:
             return boundaries[key]
 
         def offset_of(t: int) -> int:
-            m = motion.get(t, motion.get(t - 1, float("nan")))
+            # The median motion of the frames around t: the offset changes rarely, so frames keep
+            # sharing their flows (each change of b costs new flow pairs).
+            around = [motion[k] for k in range(t - 2, t + 3) if k in motion]
+            m = float(np.median(around)) if around else float("nan")
             return neighbour_offset(m, max(images[t].shape[:2]), cfg)
 
         def mine(t: int, b: int, end: int) -> MinedFrame:
             ensure(needed(t, b, end))
+            # The next frame's flows are computed in the worker thread while this frame is mined
+            # (OpenCV and most NumPy work release the GIL).
+            if last is None and t + 1 + horizon <= end + 1 and t + 1 in images:
+                prefetch(needed(t + 1, offset_of(t + 1), end))
             bd = boundary_of(t, b, end)
             pixels = split_segments(bd, self.config.vote.segment_length)
             views = [NeighbourView(flows[(t, t + o)], flows[(t + o, t)], boundary_of(t + o, b, end).distance)
@@ -178,9 +185,6 @@ class DynOccMiner:
                 if t - b >= 0 and t + b <= end:
                     yield mine(t, b, end)
                 next_t += 1
-                if last is None and next_t + horizon <= newest + 1:
-                    nb = offset_of(next_t) if next_t in images else b
-                    prefetch(needed(next_t, nb, newest))
                 drop_before(next_t - horizon)
 
         next_t = 0

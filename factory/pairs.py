@@ -75,7 +75,7 @@ def pair_confidence(vote_margin: np.ndarray, motion_difference: np.ndarray, phot
       frames; at most the same-flow tolerance τ, or it would not be a pair): ``exp(−e / τ)``. A point
       on a thin structure, or beside a misplaced edge, moves unlike the side it was given (measured
       on the realdata sequences: without this factor the surest fifth of TartanAir's pairs was the
-      least often right, 77%; with it 100%, and 100% on HoloLens too).
+      least often right, 77%; with it 98%, and 98% on HoloLens).
 
     The product of ``0.5 + 0.5 m`` and the three other terms: each factor is 1 for overwhelming
     evidence and small for evidence at the edge of what the miner accepts."""

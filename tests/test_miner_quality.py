@@ -168,17 +168,19 @@ def test_h264_round_trip(scenes, tmp_path, crf):
 
 def test_neighbour_offset_follows_the_measured_motion():
     """The 'motion' rule: the paper's t±2 where that moves a moderate amount, t±1 where t±2 would move
-    more than 8% of the long side, a larger offset where t±2 would move less than 1 px, and t±2 for a
-    still frame (nothing to gain); 'fixed' always gives the baseline."""
+    more than 8% of the long side; with min_motion set, a larger offset where t±2 would move less than
+    that, and t±2 for a still frame (nothing to gain); 'fixed' always gives the baseline."""
     from dynocc.factory.config import BoundaryConfig
     from dynocc.factory.miner import neighbour_offset
 
     cfg = BoundaryConfig()
     assert neighbour_offset(10.0, 640, cfg) == 2  # TartanAir-like: 20 px at t±2 (3% of 640)
     assert neighbour_offset(35.0, 540, cfg) == 1  # HoloLens-like: 70 px at t±2 (13% of 540)
-    assert neighbour_offset(0.2, 640, cfg) == 4  # a slow pan: 0.4 px at t±2, 0.8 px at t±4 (the cap)
-    assert neighbour_offset(0.4, 640, cfg) == 3  # 1.2 px at t±3
-    assert neighbour_offset(0.0, 640, cfg) == 2
+    assert neighbour_offset(0.2, 640, cfg) == 2  # too little motion: grows only with min_motion set
+    slow = BoundaryConfig(min_motion=1.0)
+    assert neighbour_offset(0.2, 640, slow) == 4  # a slow pan: 0.4 px at t±2, 0.8 px at t±4 (the cap)
+    assert neighbour_offset(0.4, 640, slow) == 3  # 1.2 px at t±3
+    assert neighbour_offset(0.0, 640, slow) == 2
     assert neighbour_offset(35.0, 540, BoundaryConfig(baseline_rule="fixed")) == 2
 
 
