@@ -82,7 +82,8 @@ class DynOccMiner:
     def mine_video(self, frames: Iterable[np.ndarray], video_id: str, keep_maps: bool = False) -> Iterator[MinedFrame]:
         """Yield one :class:`MinedFrame` for every frame t with both neighbours t ± b (b chosen per frame)."""
         cfg = self.config.boundary
-        horizon = 2 * max(cfg.baseline, cfg.max_baseline if cfg.baseline_rule == "motion" else cfg.baseline)
+        grows = cfg.baseline_rule == "motion" and cfg.min_motion > 0  # may b exceed the baseline?
+        horizon = 2 * max(cfg.baseline, cfg.max_baseline if grows else cfg.baseline)  # frames t needs ahead
         images: dict[int, np.ndarray] = {}
         grays: dict[int, np.ndarray] = {}
         motion: dict[int, float] = {}  # t -> median motion t -> t+1, px
