@@ -21,7 +21,9 @@ Pure NumPy/OpenCV; no Ray, no I/O beyond reading the folder.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -180,14 +182,11 @@ def window_depth(depth: np.ndarray, ys, xs, rules: GradeRules = GradeRules()) ->
     out = np.full(len(ys), np.nan, np.float64)
     if not enough.any():
         return out
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(win[enough], axis=1)
-            p80 = np.nanpercentile(win[enough], 80, axis=1)
-            p20 = np.nanpercentile(win[enough], 20, axis=1)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # windows that are partly NaN
+        med = np.nanmedian(win[enough], axis=1)
+        p80 = np.nanpercentile(win[enough], 80, axis=1)
+        p20 = np.nanpercentile(win[enough], 20, axis=1)
     flat = p80 / p20 < rules.edge_ratio
     idx = np.nonzero(enough)[0]
     out[idx[flat]] = med[flat]
@@ -344,7 +343,7 @@ class SequenceReport:
     name: str
     frames: int = 0  # frames with both neighbours (mined, with or without pairs)
     pairs: int = 0
-    grade: PairGrade = None  # type: ignore[assignment]
+    grade: PairGrade = field(default_factory=PairGrade)
     boundary_pixels: int = 0
     boundary_near_edge: int = 0  # within 3 px of a true depth edge
     vote_right: int = 0  # voted boundary pixels whose foreground side is truly nearer
@@ -352,15 +351,15 @@ class SequenceReport:
     flow_epe_near_edges: float = float("nan")  # mean EPE within 5 px of depth edges (visible pixels)
     flow_epe_all: float = float("nan")
     seconds: float = 0.0  # mining (when ``mined`` is a generator) and grading
-    confidence: list = None  # type: ignore[assignment]  # per graded ordered pair: pair_confidence
-    correct: list = None  # type: ignore[assignment]  # ... and whether it was right
+    confidence: list = field(default_factory=list)  # per graded ordered pair: its pair_confidence
+    correct: list = field(default_factory=list)  # ... and whether it was right
 
     @property
     def pairs_per_frame(self) -> float:
         return self.pairs / self.frames if self.frames else 0.0
 
     def as_dict(self) -> dict:
-        g = self.grade or PairGrade()
+        g = self.grade
         return {
             "sequence": self.name, "frames": self.frames, "pairs": self.pairs,
             "pairs_per_frame": round(self.pairs_per_frame, 2),
@@ -387,9 +386,7 @@ def grade_sequence(seq: RealSequence, mined, rules: GradeRules = GradeRules(), f
 
     ``flow_sample_every`` > 0 also measures the flow backend's EPE against the true flow t→t+b on
     every n-th frame (near depth edges and over all visible pixels)."""
-    import time
-
-    report = SequenceReport(seq.name, grade=PairGrade(), confidence=[], correct=[])
+    report = SequenceReport(seq.name)
     t0 = time.perf_counter()
     epe_near, epe_all = [], []
     for mf in mined:

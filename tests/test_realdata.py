@@ -20,16 +20,13 @@ import pytest
 from dynocc.factory.config import MinerConfig
 from dynocc.factory.miner import DynOccMiner
 from dynocc.factory.realdata import (
-    GradeRules,
     accuracy_by_confidence,
     TrueFlowBackend,
-    depth_edges,
     grade_pairs,
     grade_sequence,
     load_sequence,
     pair_verdicts,
     reproject,
-    true_flow,
     true_occlusion,
     window_depth,
 )
