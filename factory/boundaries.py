@@ -114,6 +114,11 @@ class FlowGeometry:
     reliable: Optional[np.ndarray] = None  # bool: the flow is trusted here (see flow_reliability)
 
     @property
+    def strength(self) -> np.ndarray:
+        """What eq. 3 fuses: the jump where it was computed (``measure = "jump"``), else ||∇F||₁."""
+        return self.gradient_l1 if self.jump is None else self.jump
+
+    @property
     def normal_x(self) -> np.ndarray:
         return normal_from_axis(self.cos2, self.sin2)[0]
 
@@ -280,14 +285,10 @@ def boundary_confidence(prev: Optional[FlowGeometry], next_: Optional[FlowGeomet
     """Eq. 3: B and its normal, from the more reliable (larger b) of F_prev and F_next at each pixel."""
     if prev is None or next_ is None:
         only = prev if next_ is None else next_
-        return Confidence(only.gradient_l1 if only.jump is None else only.jump, (only,))
+        return Confidence(only.strength, (only,))
     use_prev = prev.divergence > next_.divergence
-    if prev.jump is not None:
-        value = next_.jump.copy()
-        np.copyto(value, prev.jump, where=use_prev)
-        return Confidence(value, (prev, next_), use_prev)
-    value = next_.gradient_l1.copy()
-    np.copyto(value, prev.gradient_l1, where=use_prev)
+    value = next_.strength.copy()
+    np.copyto(value, prev.strength, where=use_prev)
     return Confidence(value, (prev, next_), use_prev)
 
 

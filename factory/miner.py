@@ -194,7 +194,7 @@ class DynOccMiner:
             for i, frame in enumerate(frames):
                 images[i] = frame
                 grays[i] = to_gray(frame).astype(np.float32)
-                if i >= 1:
+                if i >= 1 and cfg.baseline_rule == "motion":  # a fixed offset needs no measure
                     motion[i - 1] = frame_motion(grays[i - 1], grays[i])
                 yield from ready(i)
             last = i

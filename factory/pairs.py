@@ -141,13 +141,19 @@ def matches_motion(ctx, which, x, y, own, other, vote: VoteConfig) -> np.ndarray
     return (e_own <= vote.photometric_max_error) & (e_own < vote.photometric_margin * e_other)
 
 
-def same_flow(ctx: FrameContext, x, y, motions: list[np.ndarray], tol: float) -> np.ndarray:
-    """The paper's acceptance test: the flow at (x, y) equals the side's motion in every neighbour."""
-    ok = np.ones(len(x), bool)
+def flow_deviation_sq(ctx: FrameContext, x, y, motions: list[np.ndarray]) -> np.ndarray:
+    """Per point: the largest squared distance, over the nearby frames, between the flow at (x, y)
+    and the side's motion there, px²."""
+    worst = np.zeros(len(x), np.float32)
     for flow, motion in zip(ctx.flows, motions):
         d = sample(flow, x, y) - motion
-        ok &= d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] <= tol * tol
-    return ok
+        worst = np.maximum(worst, d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
+    return worst
+
+
+def same_flow(ctx: FrameContext, x, y, motions: list[np.ndarray], tol: float) -> np.ndarray:
+    """The paper's acceptance test: the flow at (x, y) equals the side's motion in every neighbour."""
+    return flow_deviation_sq(ctx, x, y, motions) <= tol * tol
 
 
 def _search(ctx, x0, y0, sx, sy, lo, hi, tries, rng, test) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -260,10 +266,7 @@ def extract_pairs(
         own = patch_error(ctx, k, ax, ay, fg[k])
         other = patch_error(ctx, k, ax, ay, bg[k])
         ratio = np.maximum(ratio, own / np.maximum(other, 1e-3))
-    deviation = np.zeros(len(ax), np.float32)
-    for k, f in enumerate(ctx.flows):
-        d = sample(f, ax, ay) - fg[k]
-        deviation = np.maximum(deviation, np.sqrt((d ** 2).sum(axis=1)))
+    deviation = np.sqrt(flow_deviation_sq(ctx, ax, ay, fg))
     conf = pair_confidence(margin, motion, ratio, deviation, vote_cfg, pair_cfg.same_flow_tolerance)
     confidence = np.concatenate([conf[ordered], conf[equal]])
     return PairSet(ya.astype(np.int16), xa.astype(np.int16), yb.astype(np.int16), xb.astype(np.int16), ordinal,

@@ -237,16 +237,18 @@ def _check_confidence(table: pa.Table, lengths: np.ndarray) -> pa.Table:
         raise SchemaError(f"column {name!r}: expected {CONFIDENCE_TYPE}, got {col.type} ({e})", name) from e
     table = table.set_column(table.column_names.index(name), pa.field(name, CONFIDENCE_TYPE), col)
     present = ~col.is_null().to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(present)  # table row of each non-null cell
     values, lens = list_values(table.filter(pa.array(present)), name)
     lengths = lengths[present]
     if not np.array_equal(lens, lengths):
-        row = _first_mismatch(lens, lengths)
-        raise SchemaError(f"column {name!r}: expected {lengths[row]} values like 'pair_ya' in row {row}, got {lens[row]}", name)
+        k = _first_mismatch(lens, lengths)
+        raise SchemaError(
+            f"column {name!r}: expected {lengths[k]} values like 'pair_ya' in row {rows[k]}, got {lens[k]}", name)
     bad = ~((values >= 0) & (values <= 1))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise SchemaError(f"column {name!r}: expected values in [0, 1], got {values[i]} (row {row_of_element(lengths, i)})",
-                          name)
+        raise SchemaError(
+            f"column {name!r}: expected values in [0, 1], got {values[i]} (row {rows[row_of_element(lengths, i)]})", name)
     return table
 
 
