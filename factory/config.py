@@ -268,6 +268,30 @@ class StereoConfig(_Strict):
     flow: FlowConfig = Field(
         FlowConfig(), description="flow backend for left->right and right->left (paper: FlowNet 2.0; ours: DIS medium)"
     )
+    # --- what a web pair needs before the flow (ours)
+    match_exposure: bool = Field(
+        True, description="match the right view's histogram to the left's per channel before the flow (ours: "
+        "Motorcycle with the right view 20% darker, ordered pairs right 96.3% without)",
+    )
+    search_fraction: float = Field(
+        0.3, ge=0, le=1,
+        description="start the flow from a coarse exhaustive search over +-this fraction of the width "
+        "(stereo.initial_disparity; 0 = off, the flow alone). Ours: DIS alone fails above ~19% of the width",
+    )
+    search_scale: int = Field(4, ge=1, le=16, description="the coarse search runs on the views downscaled by this (ours)")
+    correct_misalignment: bool = Field(
+        True, description="fit a small vertical shift, rotation and scale of the right view to the flow's vertical "
+        "component, undo it and compute the flow again (stereo.estimate_misalignment; ours)",
+    )
+    min_misalignment: float = Field(
+        0.3, ge=0, description="correct only when the fitted misalignment moves some pixel this far, px (ours)"
+    )
+    max_rotation_deg: float = Field(
+        2.0, gt=0, description="larger fitted rotations are not corrected but rejected (too_much_vertical_flow) (ours)"
+    )
+    max_scale_difference: float = Field(
+        0.03, gt=0, description="larger fitted scale differences between the views are rejected, not corrected (ours)"
+    )
     # --- left-right consistency (ours; the paper excluded bad maps by hand)
     consistency_tolerance: float = Field(
         0.5, gt=0,

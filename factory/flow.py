@@ -81,6 +81,12 @@ class DISFlow:
     def flows(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         return [self._dis.calc(self._grey(a), self._grey(b), None) for a, b in pairs]
 
+    def flows_from(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], initial: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """As :meth:`flows`, each started from an initial flow (DIS refines it from its coarsest scale on;
+        :func:`dynocc.factory.stereo.initial_disparity` gives one for displacements DIS cannot find alone)."""
+        return [self._dis.calc(self._grey(a), self._grey(b), np.array(f, np.float32, copy=True))
+                for (a, b), f in zip(pairs, initial)]
+
 
 def make_flow_backend(config: FlowConfig) -> FlowBackend:
     """The backend named by the config (the one place a backend is chosen)."""

@@ -1,4 +1,4 @@
-"""Reading images and flow fields at arbitrary (sub-pixel) points, vectorised with cv2.remap."""
+"""Reading images and flow fields at arbitrary (sub-pixel) points, vectorised with cv2.remap; filling gaps."""
 
 from __future__ import annotations
 
@@ -35,3 +35,16 @@ def sample(image: np.ndarray, xs: np.ndarray, ys: np.ndarray, *, nearest: bool =
 def inside(xs: np.ndarray, ys: np.ndarray, width: int, height: int, margin: float = 0.0) -> np.ndarray:
     """True where (xs, ys) lies at least ``margin`` px inside the image."""
     return (xs >= margin) & (ys >= margin) & (xs <= width - 1 - margin) & (ys <= height - 1 - margin)
+
+
+def nearest_fill(values: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Each unusable pixel takes the value of its nearest usable pixel (L2 distance transform labels)."""
+    if usable.all():
+        return values
+    _, labels = cv2.distanceTransformWithLabels((~usable).astype(np.uint8), cv2.DIST_L2, 5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    ys, xs = np.nonzero(usable)
+    index = np.zeros(labels.max() + 1, np.int64)
+    index[labels[usable]] = np.arange(len(ys))
+    nearest = index[labels]
+    return values[ys[nearest], xs[nearest]]

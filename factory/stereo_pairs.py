@@ -40,7 +40,7 @@ import numpy as np
 
 from .config import StereoConfig
 from .pairs import PairSet
-from .sampling import sample
+from .sampling import nearest_fill, sample
 
 _ROUNDS = 4  # edge-pair draws: up to this many rounds of candidates ...
 _OVERSAMPLE = 3  # ... each this many times the pairs still missing (ours: ~60% of candidates give a pair)
@@ -71,19 +71,6 @@ def _prepare(inv_depth, valid, sky):
     return q, valid | sky
 
 
-def _nearest_fill(values: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    """Each unusable pixel takes the value of its nearest usable pixel (L2 distance transform labels)."""
-    if usable.all():
-        return values
-    _, labels = cv2.distanceTransformWithLabels((~usable).astype(np.uint8), cv2.DIST_L2, 5,
-                                                labelType=cv2.DIST_LABEL_PIXEL)
-    ys, xs = np.nonzero(usable)
-    index = np.zeros(labels.max() + 1, np.int64)
-    index[labels[usable]] = np.arange(len(ys))
-    nearest = index[labels]
-    return values[ys[nearest], xs[nearest]]
-
-
 def edge_field(q: np.ndarray, usable: np.ndarray, smoothing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradient (gx, gy, per px) and magnitude of the inverse depth, gap-filled with the nearest
     usable value, divided by its p99 over usable pixels, smoothed with a Gaussian of σ = ``smoothing``
@@ -91,7 +78,7 @@ def edge_field(q: np.ndarray, usable: np.ndarray, smoothing: float) -> tuple[np.
     scale = float(np.percentile(q[usable], 99)) if usable.any() else 0.0
     if scale <= 0:
         scale = float(q.max()) if q.max() > 0 else 1.0
-    f = _nearest_fill(q / scale, usable).astype(np.float32)
+    f = nearest_fill(q / scale, usable).astype(np.float32)
     if smoothing > 0:
         f = cv2.GaussianBlur(f, (0, 0), smoothing)
     gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3) / 8.0
