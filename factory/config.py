@@ -357,6 +357,16 @@ class StereoConfig(_Strict):
         description="... or below this fraction of the p95 disparity, whichever is larger (ours: Motorcycle's "
         "farthest wall is at 0.16 of p95); invalid (inconsistent) pixels always pass",
     )
+    sky_min_far_share: float = Field(
+        0.25, ge=0, le=1,
+        description="a top-connected sky candidate region is sky when this share of it is consistent with disparity "
+        "below the far limit (ours: the grainy test band 0.92, a near white panel 0.00, Motorcycle's board 0.00)",
+    )
+    sky_max_near_rim: float = Field(
+        0.5, ge=0, le=1,
+        description="a blue region without that evidence is still sky if at most this share of the same-coloured "
+        "pixels around it is measured near (ours: the clean test band 0.00)",
+    )
     sky_min_area_fraction: float = Field(
         0.005, ge=0, le=1, description="a top-connected sky region must cover this fraction of the image (ours)"
     )
@@ -372,6 +382,22 @@ class StereoConfig(_Strict):
     sigma: float = Field(0.02, ge=0, description="eq. 1 ratio threshold on depth (paper: 0.02, following [33])")
     random_pairs: int = Field(1000, ge=0, description="uniformly random pairs per image (ours; the paper draws 3K online)")
     edge_pairs: int = Field(1000, ge=0, description="pairs across inverse-depth edges per image (ours)")
+    equal_rule: Literal["near", "eq1"] = Field(
+        "near",
+        description="'near' (ours): equal pairs are points equal_min..max_distance px apart on one surface (and "
+        "sky-sky pairs); random/edge pairs that eq. 1 calls equal are dropped. 'eq1': eq. 1 on every pair as drawn "
+        "(paper). Motorcycle: 'eq1' 72% of equal pairs right (flow error ~ sigma)",
+    )
+    equal_pairs: int = Field(300, ge=0, description="'near': equal pairs per image (ours)")
+    equal_min_distance: float = Field(2.0, gt=0, description="'near': the two points at least this far apart, px (ours)")
+    equal_max_distance: float = Field(
+        5.0, gt=0, description="'near': ... and at most this far, px (ours; Motorcycle and its web perturbations: "
+        "8 px 89-91% of equal pairs right, 5 px 94-96%, 4 px 94-96%)"
+    )
+    confidence_ordered_scale: float = Field(
+        10.0, gt=0, description="pair confidence of ordered pairs: 1 - exp(-z / this), z = the gap beyond sigma in "
+        "units of the disparity uncertainty (stereo_pairs.stereo_pair_confidence; ours, see its docstring)",
+    )
     edge_smoothing: float = Field(
         2.0, ge=0,
         description="Gaussian sigma of the gap-filled inverse depth before its gradient, px (ours: 1.0 -> 99.7% "

@@ -21,16 +21,24 @@ PNG (:func:`dynocc.factory.stereo.inverse_depth_png`), farther than any valid pi
 2. **texture**: the mean Sobel gradient magnitude of the grey image (0-255, after a 3x3 Sobel
    divided by 8, i.e. grey levels per px) over a ``sky_window`` (9) box is below
    ``sky_max_texture`` (2.5);
-3. **flow evidence**: the pixel failed the left-right check (flow in the sky is noise that the two
-   directions do not agree on), or its disparity is near zero: below the larger of
-   ``sky_max_disparity_px`` (1 px) and ``sky_max_disparity_fraction`` (0.1) × the p95 of valid
-   disparity. A textureless white wall whose flow is consistent and clearly non-zero is not sky;
-4. **position**: after a closing of radius ``sky_close_radius`` (2 px), only 8-connected regions
-   that touch the top row and cover at least ``sky_min_area_fraction`` (0.5%) of the image are kept
-   — separately for the blue and the grey-white class, so that a white wall whose top rows lost
-   their flow under a blue sky does not join the sky (measured: it did, before); finally each region
-   regrows ``sky_window // 2`` px into pixels of its colour with flow evidence (texture ignored),
-   since the texture window straddling the horizon misses the sky's last rows.
+3. **flow evidence** (failed flow is *not* evidence: "unknown is not sky"): a pixel whose flow is
+   consistent (left-right check) with a disparity above the larger of ``sky_max_disparity_px``
+   (1 px) and ``sky_max_disparity_fraction`` (0.1) × the p95 of valid disparity is measured *near*
+   and is never sky. A pixel consistent and below that is measured *far*: positive evidence;
+4. **position and evidence per region**: after a closing of radius ``sky_close_radius`` (2 px), the
+   8-connected regions of colour ∧ texture ∧ not-near that touch the top row and cover at least
+   ``sky_min_area_fraction`` (0.5%) of the image — separately for the blue and the grey-white class,
+   so that a white wall whose top rows lost their flow under a blue sky does not join the sky.
+   A region is sky when at least ``sky_min_far_share`` (25%) of it is measured far; a *blue* region
+   with no such evidence (a clean, flawless sky gives the flow nothing to match) is sky when at most
+   ``sky_max_near_rim`` (50%) of the same-coloured pixels around it are measured near. Blue is
+   evidence of its own; grey-white is not (white walls, tables, boards and panels are grey-white,
+   textureless and often touch the top of indoor photos): a grey-white region needs the far share.
+   Measured: a near white panel hanging from the top (rendered, 90% of the largest disparity) and
+   Motorcycle's white board under a misaligned, darker, JPEG right view were marked sky before
+   (all of the panel; 1% of the image, which made 26% of the pairs wrong); neither is now. Finally
+   each region regrows ``sky_window // 2`` px into pixels of its colour not measured near
+   (texture ignored), since the texture window straddling the horizon misses the sky's last rows.
 
 5. **guard** (:func:`guard_sky`, used by :func:`dynocc.factory.stereo.stereo_depth`): valid pixels
    within ``sky_guard`` (4) px of the sky become unknown — flow smears across the horizon both ways.
@@ -92,46 +100,58 @@ class HeuristicSkyDetector:
         k = self.config.sky_window
         return cv2.blur(np.sqrt(gx * gx + gy * gy), (k, k))
 
-    def flow_evidence(self, disparity: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """Inconsistent, or near-zero disparity (cue 3)."""
+    def far_limit(self, disparity: np.ndarray, valid: np.ndarray) -> float:
+        """Disparity at or below which a consistent pixel counts as far (cue 3), px."""
         c = self.config
         limit = c.sky_max_disparity_px
         if valid.any():
             limit = max(limit, c.sky_max_disparity_fraction * float(np.percentile(disparity[valid], 95)))
-        return ~valid | (disparity <= limit)
+        return limit
 
-    def _top_regions(self, cand: np.ndarray) -> np.ndarray:
-        """Cue 4: closed, 8-connected regions of ``cand`` touching the top row, large enough."""
+    def _top_components(self, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cue 4: labels of the closed, 8-connected regions of ``cand`` and the ids of those that touch
+        the top row and are large enough."""
         c = self.config
         if c.sky_close_radius > 0:
             r = c.sky_close_radius
             k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
             cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_CLOSE, k).astype(bool)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
-        if n <= 1:
-            return np.zeros(cand.shape, bool)
         top = np.unique(labels[0][labels[0] > 0])
-        keep = np.zeros(n, bool)
-        keep[top] = stats[top, cv2.CC_STAT_AREA] >= c.sky_min_area_fraction * cand.size
-        return keep[labels]
+        return labels, top[stats[top, cv2.CC_STAT_AREA] >= c.sky_min_area_fraction * cand.size]
 
     def __call__(self, left_rgb: np.ndarray, disparity: np.ndarray, valid: np.ndarray) -> np.ndarray:
         c = self.config
         if left_rgb.ndim == 2:
             left_rgb = np.repeat(left_rgb[:, :, None], 3, axis=2)
-        flow_ok = self.flow_evidence(np.asarray(disparity, np.float32), np.asarray(valid, bool))
-        common = (self.texture(left_rgb) < c.sky_max_texture) & flow_ok
+        disparity = np.asarray(disparity, np.float32)
+        valid = np.asarray(valid, bool)
+        limit = self.far_limit(disparity, valid)
+        far = valid & (disparity <= limit)  # positive flow evidence: consistent and far
+        near = valid & (disparity > limit)  # contradicting evidence
+        smooth = self.texture(left_rgb) < c.sky_max_texture
         blue, grey = self.colours(left_rgb)
-        sky = np.zeros(common.shape, bool)
-        for colour in (blue, grey):
+        ring = np.ones((2 * c.sky_window - 1,) * 2, np.uint8)
+        sky = np.zeros(valid.shape, bool)
+        for colour, colour_suffices in ((blue, True), (grey, False)):
             # Each colour class must reach the top by itself: a white wall under a blue sky is not sky.
-            region = self._top_regions(colour & common)
+            labels, ids = self._top_components(colour & smooth & ~near)
+            region = np.zeros(valid.shape, bool)
+            for i in ids:
+                part = labels == i
+                if far[part].mean() >= c.sky_min_far_share:
+                    region |= part  # small but consistent disparity over enough of it
+                elif colour_suffices:
+                    # Blue, smooth, on top: sky unless the same colour around it is measured near.
+                    rim = cv2.dilate(part.astype(np.uint8), ring).astype(bool) & ~part & colour
+                    if not rim.any() or near[rim].mean() <= c.sky_max_near_rim:
+                        region |= part
             # The texture window straddles the horizon: regrow its half-width into same-coloured
-            # pixels with flow evidence (geodesic dilation, 1 px per step).
-            allowed = (colour & flow_ok).astype(np.uint8)
+            # pixels that the flow does not place near (geodesic dilation, 1 px per step).
+            allowed = colour & ~near
             k = np.ones((3, 3), np.uint8)
             for _ in range(c.sky_window // 2):
-                region = cv2.dilate(region.astype(np.uint8), k).astype(bool) & allowed.astype(bool)
+                region = cv2.dilate(region.astype(np.uint8), k).astype(bool) & allowed
             sky |= region
         return sky
 

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..schemas import failure_row, frame_row
+from ..schemas.frames import CONFIDENCE_COLUMN
 from .config import SourceOptions, StereoJobConfig
 from .decode import InputError
 from .flow import make_flow_backend
@@ -55,11 +56,13 @@ class StereoItemMiner:
                 fail("stereo", depth.result.reject_reason, f"not a usable stereo pair: {depth.result.reject_detail}")
             else:
                 rng = np.random.default_rng(frame_seed(cfg.seed, item.video_id, 0))
-                pairs = sample_stereo_pairs(depth.result.disparity, depth.valid, depth.sky, rng=rng, config=cfg.stereo)
+                pairs = sample_stereo_pairs(depth.result.disparity, depth.valid, depth.sky, rng=rng, config=cfg.stereo,
+                                            uncertainty=depth.result.uncertainty)
                 h, w = left.shape[:2]
                 result.frame_rows.append(frame_row(
                     cfg.dataset, item.video_id, 0, encode_jpeg(left, cfg.jpeg_quality), w, h,
                     pairs.ya, pairs.xa, pairs.yb, pairs.xb, pairs.ordinal, depth_png=depth.png,
+                    **({} if pairs.confidence is None else {CONFIDENCE_COLUMN: pairs.confidence}),
                 ))
                 result.pairs = len(pairs)
                 if on_frame is not None:

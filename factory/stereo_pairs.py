@@ -153,6 +153,59 @@ def _edge_pairs(q, usable, n, rng, cfg: StereoConfig):
     return (np.where(swap, yb, ya), np.where(swap, xb, xa), np.where(swap, ya, yb), np.where(swap, xa, xb))
 
 
+def _near_pairs(q, usable, n, rng, cfg: StereoConfig):
+    """Candidate equal pairs: A uniform over usable non-sky pixels, B ``equal_min_distance`` to
+    ``equal_max_distance`` px away in a random direction, B and the midpoint usable (no occlusion gap,
+    i.e. no depth edge the left-right check removed, between them)."""
+    h, w = q.shape
+    ys, xs = np.nonzero(usable)
+    if n <= 0 or len(ys) < 2:
+        return (np.zeros(0, np.int64),) * 4
+    m = 3 * n
+    i = rng.integers(0, len(ys), m)
+    r = rng.uniform(cfg.equal_min_distance, cfg.equal_max_distance, m)
+    phi = rng.uniform(0.0, 2.0 * np.pi, m)
+    ya, xa = ys[i], xs[i]
+    yb = np.rint(ya + r * np.sin(phi)).astype(np.int64)
+    xb = np.rint(xa + r * np.cos(phi)).astype(np.int64)
+    ym = np.rint(ya + 0.5 * r * np.sin(phi)).astype(np.int64)
+    xm = np.rint(xa + 0.5 * r * np.cos(phi)).astype(np.int64)
+    ok = (xb >= 0) & (yb >= 0) & (xb < w) & (yb < h) & ((xb != xa) | (yb != ya))
+    ok[ok] &= usable[yb[ok], xb[ok]] & usable[ym[ok], xm[ok]]
+    keep = np.nonzero(ok)[0]
+    return ya[keep], xa[keep], yb[keep], xb[keep]
+
+
+def stereo_pair_confidence(q_a, q_b, u_a, u_b, ordinal, sigma: float, sky_a=None, sky_b=None,
+                           ordered_scale: float = 1.0) -> np.ndarray:
+    """Confidence in [0, 1] of stereo pairs (ours; the same ``pair_confidence`` column as the video miner).
+
+    ``q``: inverse depth (disparity) at the two ends, ``u``: its uncertainty there, same units
+    (:func:`dynocc.factory.stereo.disparity_uncertainty`). The evidence is how far the estimate lies
+    from eq. 1's decision boundary in units of the combined uncertainty u_a + u_b:
+
+    * ordered pairs: ``z = (|q_a − q_b| − σ·min(q_a, q_b)) / (u_a + u_b)``;
+    * equal pairs: ``z = (σ·min(q_a, q_b) − |q_a − q_b|) / (u_a + u_b)``;
+
+    confidence ``1 − exp(−z / k)`` (0 at the boundary), k = 1 for equal pairs and ``ordered_scale``
+    for ordered ones (their gaps are tens of px against an uncertainty below 1 px). Sky is certain where it is (q = 0, u = 0): a pair
+    of two sky pixels is equal with confidence 1."""
+    q_a = np.maximum(np.asarray(q_a, np.float64), 0.0)
+    q_b = np.maximum(np.asarray(q_b, np.float64), 0.0)
+    u = np.maximum(np.asarray(u_a, np.float64) + np.asarray(u_b, np.float64), 1e-6)
+    gap = np.abs(q_a - q_b)
+    bound = sigma * np.minimum(q_a, q_b)
+    ordered = np.asarray(ordinal) != 0
+    z = np.where(ordered, (gap - bound) / ordered_scale, bound - gap) / u
+    conf = 1.0 - np.exp(-np.maximum(z, 0.0))
+    if sky_a is not None and sky_b is not None:
+        conf = np.where(np.asarray(sky_a) & np.asarray(sky_b), 1.0, conf)
+    return conf.astype(np.float32)
+
+
+RANDOM, EDGE, NEAR = 0, 1, 2  # kinds of pair (see sample_stereo_pairs)
+
+
 def sample_stereo_pairs(
     inv_depth: np.ndarray,
     valid: np.ndarray,
@@ -163,17 +216,28 @@ def sample_stereo_pairs(
     *,
     rng: Union[np.random.Generator, int],
     config: Optional[StereoConfig] = None,
+    uncertainty: Optional[np.ndarray] = None,
     return_kinds: bool = False,
 ):
-    """Random and depth-edge pairs of one image, labelled with ReDWeb eq. 1 in schema-v1 sign.
+    """Random, depth-edge and near-equal pairs of one image, labelled with ReDWeb eq. 1 in schema-v1 sign.
 
     ``inv_depth``: relative inverse depth (larger = closer; disparity or the decoded PNG; NaN ok
     where not valid); ``valid``: usable non-sky pixels; ``sky``: infinitely far pixels (q = 0, usable
     even where not valid). ``n_random``, ``n_edge``, ``sigma`` default to ``config.random_pairs``
     (1,000), ``config.edge_pairs`` (1,000) and ``config.sigma`` (eq. 1, paper: 0.02); ``config``
-    also gives the edge parameters (``edge_*``). ``rng``: a Generator or a seed (same rng, same
-    pairs). The random pairs come first, then the edge pairs. With ``return_kinds`` also returns a
-    bool array, True for edge pairs.
+    also gives the edge parameters (``edge_*``) and the equal-pair rule (``equal_*``). ``rng``: a
+    Generator or a seed (same rng, same pairs). ``uncertainty``: per-pixel uncertainty of
+    ``inv_depth`` in its units; given, the pairs carry :func:`stereo_pair_confidence`.
+
+    Equal pairs (``config.equal_rule``): ``"near"`` (default, ours) keeps a random or edge pair that
+    eq. 1 calls equal only when both ends are sky, and draws ``config.equal_pairs`` equal pairs of
+    points 2-5 px apart on one surface instead (:func:`_near_pairs`, kept when eq. 1 on the estimate
+    calls them equal). Why: two far-apart points are within σ = 2% of each other's depth by
+    coincidence, and the flow's disparity error (0.7 px on Motorcycle, where most disparities are
+    15-60 px, i.e. 1-5%) is as large as σ, so such calls were a coin toss (72% right); two points a
+    few px apart on one surface differ by far less than σ. ``"eq1"``: the paper's rule, every pair
+    labelled by eq. 1 as drawn. The order is random, edge, near pairs; with ``return_kinds`` also
+    returns an int8 array of their kinds (:data:`RANDOM`, :data:`EDGE`, :data:`NEAR`).
     """
     cfg = config or StereoConfig()
     n_random = cfg.random_pairs if n_random is None else n_random
@@ -181,14 +245,28 @@ def sample_stereo_pairs(
     sigma = cfg.sigma if sigma is None else sigma
     rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
     q, usable = _prepare(inv_depth, valid, sky)
+    is_sky = np.zeros_like(usable) if sky is None else np.asarray(sky, bool)
     if max(q.shape) > np.iinfo(np.int16).max:
         raise ValueError(f"image {q.shape} too large for int16 pair coordinates")
-    r = _random_pairs(usable, n_random, rng)
-    e = _edge_pairs(q, usable, n_edge, rng, cfg)
-    ya, xa, yb, xb = (np.concatenate([a, b]) for a, b in zip(r, e))
+    parts = [(_random_pairs(usable, n_random, rng), RANDOM), (_edge_pairs(q, usable, n_edge, rng, cfg), EDGE)]
+    if cfg.equal_rule == "near":
+        parts.append((_near_pairs(q, usable & ~is_sky, cfg.equal_pairs, rng, cfg), NEAR))
+    ya, xa, yb, xb = (np.concatenate([p[0][k] for p in parts]) for k in range(4))
+    kinds = np.concatenate([np.full(len(pts[0]), kind, np.int8) for pts, kind in parts])
     ordinal = ordinal_from_inverse_depth(q[ya, xa], q[yb, xb], sigma)
-    pairs = PairSet(ya.astype(np.int16), xa.astype(np.int16), yb.astype(np.int16), xb.astype(np.int16), ordinal)
+    if cfg.equal_rule == "near":
+        both_sky = is_sky[ya, xa] & is_sky[yb, xb]
+        keep = np.where(kinds == NEAR, ordinal == 0, (ordinal != 0) | both_sky)
+        near = np.nonzero(keep & (kinds == NEAR))[0][cfg.equal_pairs:]  # at most equal_pairs of them
+        keep[near] = False
+        ya, xa, yb, xb, ordinal, kinds = (a[keep] for a in (ya, xa, yb, xb, ordinal, kinds))
+    confidence = None
+    if uncertainty is not None:
+        u = np.where(is_sky, 0.0, np.nan_to_num(np.asarray(uncertainty, np.float32), nan=0.0))
+        confidence = stereo_pair_confidence(q[ya, xa], q[yb, xb], u[ya, xa], u[yb, xb], ordinal, sigma,
+                                            is_sky[ya, xa], is_sky[yb, xb], cfg.confidence_ordered_scale)
+    pairs = PairSet(ya.astype(np.int16), xa.astype(np.int16), yb.astype(np.int16), xb.astype(np.int16), ordinal,
+                    confidence)
     if return_kinds:
-        kinds = np.concatenate([np.zeros(len(r[0]), bool), np.ones(len(e[0]), bool)])
         return pairs, kinds
     return pairs
