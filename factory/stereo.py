@@ -320,7 +320,7 @@ def disparity_from_flow(
     correctable = misalignment is not None and (
         abs(misalignment.rotation_deg) <= config.max_rotation_deg
         and abs(misalignment.scale - 1.0) <= config.max_scale_difference
-        and misalignment.largest_offset(w, h) <= config.max_vertical_flow)
+        and abs(misalignment.shift) <= config.max_vertical_flow)
     if misalignment is not None:
         diag.update(vertical_shift=misalignment.shift, rotation_deg=misalignment.rotation_deg,
                     scale_difference=misalignment.scale - 1.0, misalignment_px=misalignment.largest_offset(w, h))
@@ -370,8 +370,9 @@ def disparity_from_flow(
         detail = f"median |dy| {diag['median_abs_vertical_flow']:.2f} px (limit {config.max_vertical_flow} px)"
         if misalignment is not None:
             detail += (f"; misalignment {misalignment.largest_offset(w, h):.1f} px, rotation "
-                       f"{misalignment.rotation_deg:.2f} deg, scale {misalignment.scale:.3f} (correctable up to "
-                       f"{config.max_vertical_flow} px, {config.max_rotation_deg} deg, 1 +- {config.max_scale_difference})")
+                       f"{misalignment.rotation_deg:.2f} deg, scale {misalignment.scale:.3f}, shift {misalignment.shift:.1f} px "
+                       f"(correctable up to {config.max_rotation_deg} deg, 1 +- {config.max_scale_difference}, "
+                       f"{config.max_vertical_flow} px)")
     elif diag["disparity_range"] < config.min_disparity_range:
         reason = "disparity_range_too_small"
         detail = (f"p{100 - config.range_percentile:g} - p{config.range_percentile:g} disparity "

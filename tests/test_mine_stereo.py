@@ -61,6 +61,8 @@ def test_mine_stereo_writes_depth_and_accurate_pairs_and_records_bad_pairs(stere
         accuracy, n, row = grade(table, disparity, vid)
         print(f"{vid}: ordered pairs right {accuracy:.3f} of {n}")
         assert n >= 1000 and accuracy >= 0.95
+        confidence = np.array(row["pair_confidence"])  # one per pair, in [0, 1] (schema v1.1)
+        assert len(confidence) == len(row["pair_ordinal"]) and (confidence >= 0).all() and (confidence <= 1).all()
         inv, sky = decode_inverse_depth_png(row["depth_png"])
         assert inv.shape == disparity.shape and not sky.any()
         both = np.isfinite(inv) & np.isfinite(disparity)
