@@ -153,3 +153,19 @@ def motorcycle() -> StereoScene:
 
     left, right, disp = stereo_motorcycle()
     return StereoScene(left, right, disp.astype(np.float32))
+
+
+def stereo_pair_verdicts(pairs, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grade pairs (a :class:`~dynocc.factory.pairs.PairSet`, schema v1: +1 = A closer) against a true
+    disparity map (larger = closer, +inf unknown): (known, right, ordered), bool per pair; ``right`` and
+    ``ordered`` only mean something where ``known``. An ordered pair is right when the true disparities
+    order the same way; an equal pair when ReDWeb eq. 1 (σ = 0.02) on the truth calls them equal."""
+    from .stereo_pairs import ordinal_from_inverse_depth
+
+    ya, xa, yb, xb = (np.asarray(a, np.int64) for a in (pairs.ya, pairs.xa, pairs.yb, pairs.xb))
+    known = np.isfinite(truth[ya, xa]) & np.isfinite(truth[yb, xb])
+    ta, tb = np.where(known, truth[ya, xa], 1.0), np.where(known, truth[yb, xb], 1.0)
+    ordinal = np.asarray(pairs.ordinal)
+    ordered = ordinal != 0
+    right = np.where(ordered, np.sign(ta - tb) == ordinal, ordinal_from_inverse_depth(ta, tb) == 0)
+    return known, right, ordered

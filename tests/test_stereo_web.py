@@ -21,11 +21,12 @@ pytest.importorskip("skimage.data")
 
 from dynocc.factory.config import StereoConfig  # noqa: E402
 from dynocc.factory.stereo import decode_inverse_depth_png, disparity_from_flow, stereo_depth  # noqa: E402
-from dynocc.factory.stereo_pairs import ordinal_from_inverse_depth, sample_stereo_pairs  # noqa: E402
+from dynocc.factory.stereo_pairs import sample_stereo_pairs  # noqa: E402
 from dynocc.factory.synthetic_stereo import (  # noqa: E402
     motorcycle,
     perturb_right_view,
     render_table_scene,
+    stereo_pair_verdicts,
     upscale_pair,
 )
 
@@ -38,20 +39,16 @@ def moto():
 
 
 def pair_grades(depth, truth: np.ndarray, seeds=SEEDS) -> dict:
-    """Ordered and equal accuracy of the stored pairs (decoded PNG, as the factory stores them) against
+    """Ordered and equal accuracy of the pairs `mine-stereo` samples (from the disparity, with confidence) against
     the true disparity, over ``seeds``; with each pair's confidence and whether it was right."""
-    inv, sky = decode_inverse_depth_png(depth.png)
     right, conf, ordered = [], [], []
     for seed in seeds:
         p = sample_stereo_pairs(depth.result.disparity, depth.valid, depth.sky, rng=seed,
                                 uncertainty=depth.result.uncertainty)
-        ya, xa, yb, xb = (np.asarray(a, np.int64) for a in (p.ya, p.xa, p.yb, p.xb))
-        known = np.isfinite(truth[ya, xa]) & np.isfinite(truth[yb, xb])
-        ta, tb = np.where(known, truth[ya, xa], 1.0), np.where(known, truth[yb, xb], 1.0)
-        ok = np.where(p.ordinal != 0, np.sign(ta - tb) == p.ordinal, ordinal_from_inverse_depth(ta, tb) == 0)
+        known, ok, is_ordered = stereo_pair_verdicts(p, truth)
         right.append(ok[known])
         conf.append(p.confidence[known])
-        ordered.append(p.ordinal[known] != 0)
+        ordered.append(is_ordered[known])
     right, conf, ordered = map(np.concatenate, (right, conf, ordered))
     return {"ordered": float(right[ordered].mean()), "n_ordered": int(ordered.sum()),
             "equal": float(right[~ordered].mean()), "n_equal": int((~ordered).sum()),
