@@ -11,8 +11,15 @@ the disparity was "unified" so that one grey direction always means closer, sky 
 What this module does instead of the manual steps (every threshold is a :class:`StereoConfig`
 field, marked paper/ours there):
 
-* flow both ways in one batched call, ``flow_backend.flows([(L, R), (R, L)])`` (default backend:
-  OpenCV DIS medium, :class:`~dynocc.factory.flow.DISFlow`);
+* the right view's histogram matched to the left's (:func:`match_exposure`);
+* a coarse exhaustive search (:func:`initial_disparity`, SGBM at 1/4 size over ±30% of the width)
+  as the flow's start, for backends that take one (DIS): DIS alone fails beyond ~19% of the width;
+* flow both ways in one batched call, ``flow_backend.flows_from([(L, R), (R, L)], start)`` (default
+  backend: OpenCV DIS medium, :class:`~dynocc.factory.flow.DISFlow`; ``flows`` for backends
+  without a start);
+* a small misalignment of the right view (vertical shift, rotation, scale: :class:`Misalignment`)
+  fitted to the flow's vertical component, undone (:func:`align_right_view`) and the flow computed
+  again; a larger one is rejected (``too_much_vertical_flow``);
 * disparity ``d = -F_lr.x`` (float32, px): for a parallel rig a point at depth Z appears in the
   right image at ``x_R = x_L - f·B/Z``, so the left->right flow is ``dx = -f·B/Z < 0`` and
   ``d = f·B/Z`` is proportional to inverse depth: **larger = closer** (our unified sign);

@@ -205,6 +205,10 @@ def stereo_pair_confidence(q_a, q_b, u_a, u_b, ordinal, sigma: float, sky_a=None
 
 RANDOM, EDGE, NEAR = 0, 1, 2  # kinds of pair (see sample_stereo_pairs)
 
+# ReDWeb's online sampling as the paper does it (every drawn pair labelled by eq. 1, exactly the
+# requested counts): what the trainer draws from stored maps, and what evaluation draws from a true map.
+PAPER_SAMPLING = StereoConfig(equal_rule="eq1")
+
 
 def sample_stereo_pairs(
     inv_depth: np.ndarray,

@@ -92,13 +92,13 @@ def decode_rgb(data: bytes) -> np.ndarray:
 
 def _stereo_pairs(depth_png: bytes, c: Crop, cfg: DataConfig, rng) -> tuple[np.ndarray, ...]:
     from dynocc.factory.stereo import decode_inverse_depth_png
-    from dynocc.factory.stereo_pairs import sample_stereo_pairs
+    from dynocc.factory.stereo_pairs import PAPER_SAMPLING, sample_stereo_pairs
 
     inv, sky = decode_inverse_depth_png(depth_png)
     inv = crop_image(inv, c, cv2.INTER_NEAREST)
     sky = crop_image(sky.astype(np.uint8), c, cv2.INTER_NEAREST).astype(bool)
     p = sample_stereo_pairs(inv, np.isfinite(inv) & ~sky, sky, n_random=cfg.stereo_pairs,
-                            n_edge=cfg.stereo_edge_pairs, sigma=cfg.sigma, rng=rng)
+                            n_edge=cfg.stereo_edge_pairs, sigma=cfg.sigma, rng=rng, config=PAPER_SAMPLING)
     return p.ya, p.xa, p.yb, p.xb, p.ordinal
 
 

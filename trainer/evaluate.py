@@ -153,7 +153,7 @@ def evaluate_shards(predictor: Predictor, url: str, tau: float = 0.0, stereo_pai
     """WKDR on shard rows: stored pairs, or for stereo rows ``stereo_pairs`` random pairs of the
     dense ``depth_png`` truth (σ rule). ``whdr`` is the ordered-pair rate (``wkdr_neq``)."""
     from dynocc.factory.stereo import decode_inverse_depth_png
-    from dynocc.factory.stereo_pairs import sample_stereo_pairs
+    from dynocc.factory.stereo_pairs import PAPER_SAMPLING, sample_stereo_pairs
     from dynocc.factory.writer import read_frames
 
     from .data import decode_rgb
@@ -169,7 +169,7 @@ def evaluate_shards(predictor: Predictor, url: str, tau: float = 0.0, stereo_pai
         if has_depth and row.get("depth_png"):
             inv, sky = decode_inverse_depth_png(row["depth_png"])
             p = sample_stereo_pairs(inv, np.isfinite(inv) & ~sky, sky, n_random=stereo_pairs, n_edge=0,
-                                    sigma=sigma, rng=rng)
+                                    sigma=sigma, rng=rng, config=PAPER_SAMPLING)
             ya, xa, yb, xb, o = p.ya, p.xa, p.yb, p.xb, p.ordinal
         else:
             ya, xa, yb, xb, o = (np.asarray(row[k]) for k in
