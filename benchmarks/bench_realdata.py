@@ -22,10 +22,10 @@ from pathlib import Path
 
 from dynocc.config_loader import load_config
 from dynocc.factory.config import FlowConfig, MinerConfig
-from dynocc.factory.flow import make_flow_backend
-from dynocc.factory.miner import DynOccMiner
-from dynocc.factory.overlay import draw_pairs, save_png, verdict_rgb
-from dynocc.factory.realdata import (
+from dynocc.factory.core.flow import make_flow_backend
+from dynocc.factory.core.miner import DynOccMiner
+from dynocc.factory.tools.overlay import draw_pairs, save_png, verdict_rgb
+from dynocc.factory.testing.realdata import (
     TrueFlowBackend,
     accuracy_by_confidence,
     grade_sequence,

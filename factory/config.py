@@ -4,7 +4,7 @@ Every constant of the miner lives here, with its origin:
 
 * ``paper``: DynOcc (Wang et al.), section 3 — ``shared/papers/dynocc-paper.txt``.
 * ``ours``: a value the paper does not give, chosen by grading each stage on the
-  synthetic scenes of :mod:`dynocc.factory.synthetic` against their true depth
+  synthetic scenes of :mod:`dynocc.factory.testing.synthetic` against their true depth
   (see ``tests/test_miner_quality.py``).
 
 The models are pydantic so that a YAML job file or CLI flags become one validated
@@ -40,7 +40,7 @@ class DecodeConfig(_Strict):
 
 class FlowConfig(_Strict):
     """Optical-flow backend. The paper used FlowNet 2.0; our CPU default is OpenCV DIS; for GPU actors,
-    ``raft-small`` (RAFT, Teed & Deng 2020; :mod:`dynocc.factory.raft`) with ``weights`` given."""
+    ``raft-small`` (RAFT, Teed & Deng 2020; :mod:`dynocc.factory.core.raft`) with ``weights`` given."""
 
     backend: Literal["dis", "raft-small"] = Field(
         "dis", description="'dis': OpenCV DIS on CPU (default); 'raft-small': learned RAFT-small (needs weights)"
@@ -82,7 +82,7 @@ class BoundaryConfig(_Strict):
         "motion",
         description="'fixed': always `baseline`; 'motion': per frame, a smaller offset where t±baseline would move "
         "more than max_motion_fraction of the image, a larger one (up to max_baseline) where it would move less "
-        "than min_motion px (ours; dynocc.factory.miner.neighbour_offset)",
+        "than min_motion px (ours; dynocc.factory.core.miner.neighbour_offset)",
     )
     max_baseline: int = Field(4, ge=1, description="'motion': the largest offset it may choose (ours: 4, 0.67 s at 6 fps)")
     max_motion_fraction: float = Field(

@@ -10,7 +10,7 @@ Optional columns, validated when present (version 1.1 added the first; files of 
 none and read unchanged):
 
 * ``pair_confidence`` list<float32>, one value in [0, 1] per pair: how sure the miner is of the
-  pair (:func:`dynocc.factory.pairs.pair_confidence`); higher is more often right. A null cell
+  pair (:func:`dynocc.factory.core.pairs.pair_confidence`); higher is more often right. A null cell
   means the row has none (e.g. stereo rows read together with video rows).
 """
 

@@ -217,9 +217,9 @@ def mined_clip(tmp_path_factory) -> Path:
     Shared, so treat it as read-only: copy it (shutil.copytree) before adding rows.
     """
     from dynocc.factory.config import MinerConfig
-    from dynocc.factory.decode import write_video
-    from dynocc.factory.job import run_mine_job
-    from dynocc.factory.synthetic import make_scene
+    from dynocc.factory.io.decode import write_video
+    from dynocc.factory.engine.job import run_mine_job
+    from dynocc.factory.testing.synthetic import make_scene
 
     root = tmp_path_factory.mktemp("mined_clip")
     scene = make_scene(3, height=120, width=160, n_frames=10, n_static=0)

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dynocc.factory.decode import write_frame_folder, write_video
-from dynocc.factory.synthetic import make_scene
-from dynocc.factory.writer import read_failures, read_frames
+from dynocc.factory.io.decode import write_frame_folder, write_video
+from dynocc.factory.testing.synthetic import make_scene
+from dynocc.factory.io.writer import read_failures, read_frames
 from dynocc.schemas import FRAME_SCHEMA
 
 DYNOCC = [sys.executable, "-m", "dynocc.cli"]

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from dynocc.factory.decode import write_video
-from dynocc.factory.synthetic import make_scene
-from dynocc.factory.writer import read_frames
+from dynocc.factory.io.decode import write_video
+from dynocc.factory.testing.synthetic import make_scene
+from dynocc.factory.io.writer import read_frames
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).with_name("ray"))

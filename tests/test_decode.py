@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dynocc.factory.config import DecodeConfig
-from dynocc.factory.decode import (
+from dynocc.factory.io.decode import (
     InputError,
     decode_frames,
     natural_key,
@@ -226,7 +226,7 @@ def test_same_real_clip_at_two_frame_rates_gives_similar_pairs_per_second(tmp_pa
     """bikes.mp4 (25 fps) and the same street written at 12.5 fps (every second frame): decoded at the
     default 6 fps, both become the same instants (within 1/25 s), and mine similar pairs per second."""
     from dynocc.factory.config import MinerConfig
-    from dynocc.factory.miner import DynOccMiner
+    from dynocc.factory.core.miner import DynOccMiner
 
     src = sample_video_path("bikes.mp4")
     full = list(decode_frames(src, DecodeConfig(max_long_side=None, fps=None)))

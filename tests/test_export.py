@@ -17,15 +17,15 @@ import pytest
 pytest.importorskip("duckdb")
 
 from dynocc.cli import main
-from dynocc.factory.export import (
+from dynocc.factory.tools.export import (
     export,
     frame_key,
     ordinal_from_relation,
     read_diw_csv,
     relation_from_ordinal,
 )
-from dynocc.factory.stereo import decode_inverse_depth_png, inverse_depth_png
-from dynocc.factory.writer import ShardWriter, read_frames
+from dynocc.factory.core.stereo import decode_inverse_depth_png, inverse_depth_png
+from dynocc.factory.io.writer import ShardWriter, read_frames
 from dynocc.schemas import frame_row
 
 
@@ -179,7 +179,7 @@ def test_export_errors(mined, tmp_path, capsys):
 
 # The README's "Query, inspect, export" example, run as written (OUT replaced by the mined folder).
 README_EXAMPLE = """
-from dynocc.factory.writer import committed_files
+from dynocc.factory.io.writer import committed_files
 
 files = committed_files(OUT)   # the committed shards only (local paths, or URLs for s3://...)
 

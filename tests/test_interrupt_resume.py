@@ -25,9 +25,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from dynocc.factory.decode import write_video
-from dynocc.factory.synthetic import make_scene
-from dynocc.factory.writer import ShardWriter, committed_items, read_frames
+from dynocc.factory.io.decode import write_video
+from dynocc.factory.testing.synthetic import make_scene
+from dynocc.factory.io.writer import ShardWriter, committed_items, read_frames
 
 N_VIDEOS = 4
 POLL_S = 0.005

@@ -12,9 +12,9 @@ import yaml
 
 from dynocc import cli
 from dynocc.config_loader import ConfigError
-from dynocc.factory.decode import write_video
-from dynocc.factory.synthetic import make_scene
-from dynocc.factory.writer import read_frames
+from dynocc.factory.io.decode import write_video
+from dynocc.factory.testing.synthetic import make_scene
+from dynocc.factory.io.writer import read_frames
 from dynocc.jobspec import apply_job_spec, load_job_spec, miner_assignments, spec_kind
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from skimage.data import stereo_motorcycle
 
-from dynocc.factory.stereo import decode_inverse_depth_png
-from dynocc.factory.writer import read_failures, read_frames
+from dynocc.factory.core.stereo import decode_inverse_depth_png
+from dynocc.factory.io.writer import read_failures, read_frames
 
 
 def run(*args) -> subprocess.CompletedProcess:

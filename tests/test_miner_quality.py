@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from dynocc.factory.config import DecodeConfig, MinerConfig
-from dynocc.factory.decode import decode_frames, write_video
-from dynocc.factory.miner import DynOccMiner
-from dynocc.factory.synthetic import grade_pairs, make_scene
+from dynocc.factory.io.decode import decode_frames, write_video
+from dynocc.factory.core.miner import DynOccMiner
+from dynocc.factory.testing.synthetic import grade_pairs, make_scene
 
 SEEDS = tuple(range(8))
 
@@ -171,7 +171,7 @@ def test_neighbour_offset_follows_the_measured_motion():
     more than 8% of the long side; with min_motion set, a larger offset where t±2 would move less than
     that, and t±2 for a still frame (nothing to gain); 'fixed' always gives the baseline."""
     from dynocc.factory.config import BoundaryConfig
-    from dynocc.factory.miner import neighbour_offset
+    from dynocc.factory.core.miner import neighbour_offset
 
     cfg = BoundaryConfig()
     assert neighbour_offset(10.0, 640, cfg) == 2  # TartanAir-like: 20 px at t±2 (3% of 640)
@@ -187,8 +187,8 @@ def test_neighbour_offset_follows_the_measured_motion():
 def test_measured_motion_scales_with_the_frame_rate():
     """What the rule reads: bikes.mp4 decoded at 6 and at 24 fps moves about 4x less per frame at 24 fps
     (the measure is the median of a low-resolution DIS flow, so noise keeps it from exactly 4x)."""
-    from dynocc.factory.decode import decode_frames, sample_video_path
-    from dynocc.factory.flow import frame_motion, to_gray
+    from dynocc.factory.io.decode import decode_frames, sample_video_path
+    from dynocc.factory.core.flow import frame_motion, to_gray
 
     src = sample_video_path("bikes.mp4")
     motions = {}

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dynocc.factory.boundaries import (
+from dynocc.factory.core.boundaries import (
     FlowGeometry,
     boundary_confidence,
     near_distance,
@@ -25,11 +25,11 @@ from dynocc.factory.boundaries import (
     thin,
 )
 from dynocc.factory.config import BoundaryConfig, MinerConfig, VoteConfig
-from dynocc.factory.miner import DynOccMiner
-from dynocc.factory.sampling import inside, sample
-from dynocc.factory.synthetic import make_scene
-from dynocc.factory.boundaries import Boundaries
-from dynocc.factory.vote import NeighbourView, alignment_vote, combine_alignment, split_segments, vote_depth_order
+from dynocc.factory.core.miner import DynOccMiner
+from dynocc.factory.core.sampling import inside, sample
+from dynocc.factory.testing.synthetic import make_scene
+from dynocc.factory.core.boundaries import Boundaries
+from dynocc.factory.core.vote import NeighbourView, alignment_vote, combine_alignment, split_segments, vote_depth_order
 
 SEEDS = (0, 1, 2, 3, 4, 5)
 

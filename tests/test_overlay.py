@@ -1,4 +1,4 @@
-"""Tests for factory/overlay.py: colours read back from drawn pixels, PNG round trip, legend."""
+"""Tests for factory/tools/overlay.py: colours read back from drawn pixels, PNG round trip, legend."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import fsspec
 import numpy as np
 import pytest
 
-from dynocc.factory import overlay
-from dynocc.factory.overlay import CLOSER_RGB, EQUAL_RGB, FARTHER_RGB, draw_pairs, overlay_grid, save_png
+from dynocc.factory.tools import overlay
+from dynocc.factory.tools.overlay import CLOSER_RGB, EQUAL_RGB, FARTHER_RGB, draw_pairs, overlay_grid, save_png
 
 
 def _synthetic(h: int = 120, w: int = 160) -> np.ndarray:

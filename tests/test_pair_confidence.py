@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dynocc.factory.overlay import confidence_rgb, draw_pairs, verdict_rgb
-from dynocc.factory.query import connect
+from dynocc.factory.tools.overlay import confidence_rgb, draw_pairs, verdict_rgb
+from dynocc.factory.tools.query import connect
 from dynocc.schemas import SchemaError, frame_row, frames_table, read_table
 from dynocc.schemas.validate import READABLE_VERSIONS, SCHEMA_VERSION
 from dynocc.trainer.data import _stored_pairs
@@ -63,7 +63,7 @@ def test_mined_rows_carry_confidence_and_query_exposes_it(mined_clip, tmp_path):
     assert n > 0 and nulls == 0 and 0.0 <= lo < hi <= 1.0, (n, lo, hi, nulls)
 
     # Shards without the column beside it (rows written without confidence): NULL there.
-    from dynocc.factory.writer import ShardWriter
+    from dynocc.factory.io.writer import ShardWriter
 
     root2 = tmp_path / "old"
     row = _row(0, confidence=False)

@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("duckdb")
 
 from dynocc.cli import main
-from dynocc.factory.query import PAIRS_COLUMNS, QueryError, connect, format_table, run_query
-from dynocc.factory.stereo import inverse_depth_png
-from dynocc.factory.writer import ShardWriter
+from dynocc.factory.tools.query import PAIRS_COLUMNS, QueryError, connect, format_table, run_query
+from dynocc.factory.core.stereo import inverse_depth_png
+from dynocc.factory.io.writer import ShardWriter
 from dynocc.schemas import failure_row, frame_row
 
 W, H = 40, 30

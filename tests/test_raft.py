@@ -1,4 +1,4 @@
-"""RAFT-small, the learned flow backend (factory/raft.py), on the real pretrained weights.
+"""RAFT-small, the learned flow backend (factory/core/raft.py), on the real pretrained weights.
 
 The weights are not part of the project: they are read from ``../shared/models/raft-small.pth``
 (beside the repository; see its NOTICE.md). Every test that needs them is skipped, with the
@@ -32,8 +32,8 @@ import pytest
 import torch
 
 from dynocc.factory.config import FlowConfig, MinerConfig, StereoJobConfig
-from dynocc.factory.flow import DISFlow, make_flow_backend
-from dynocc.factory.raft import (
+from dynocc.factory.core.flow import DISFlow, make_flow_backend
+from dynocc.factory.core.raft import (
     InputPadder,
     RAFTFlow,
     RAFTSmall,
@@ -184,8 +184,8 @@ def test_motorcycle_epe_beats_dis_medium(raft, motorcycle):
 
 @pytest.mark.slow
 def test_miner_with_raft_keeps_the_acceptance_lines(raft):
-    from dynocc.factory.miner import DynOccMiner
-    from dynocc.factory.synthetic import grade_pairs, make_scene
+    from dynocc.factory.core.miner import DynOccMiner
+    from dynocc.factory.testing.synthetic import grade_pairs, make_scene
 
     miner = DynOccMiner(MinerConfig(flow=FlowConfig(backend="raft-small", weights=str(WEIGHTS))), flow=raft)
     n_ord = ok_ord = n_eq = ok_eq = 0

@@ -15,11 +15,11 @@ import pyarrow as pa
 import pytest
 
 from dynocc.factory.config import MinerConfig
-from dynocc.factory.decode import write_video
-from dynocc.factory.job import MineUsageError, run_mine_job
-from dynocc.factory.ray_engine import CRASH_ENV, default_actors, run_mine_job_ray
-from dynocc.factory.synthetic import make_scene
-from dynocc.factory.writer import ShardWriter, committed_items, read_failures, read_frames
+from dynocc.factory.io.decode import write_video
+from dynocc.factory.engine.job import MineUsageError, run_mine_job
+from dynocc.factory.engine.ray_engine import CRASH_ENV, default_actors, run_mine_job_ray
+from dynocc.factory.testing.synthetic import make_scene
+from dynocc.factory.io.writer import ShardWriter, committed_items, read_failures, read_frames
 
 ray = pytest.importorskip("ray")
 

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from dynocc.factory.config import MinerConfig
-from dynocc.factory.miner import DynOccMiner
-from dynocc.factory.realdata import (
+from dynocc.factory.core.miner import DynOccMiner
+from dynocc.factory.testing.realdata import (
     accuracy_by_confidence,
     TrueFlowBackend,
     grade_pairs,
@@ -30,7 +30,7 @@ from dynocc.factory.realdata import (
     true_occlusion,
     window_depth,
 )
-from dynocc.factory.sampling import sample
+from dynocc.factory.core.sampling import sample
 
 REALDATA = Path(os.environ.get("DYNOCC_REALDATA", Path(__file__).parents[1].parent / "shared/realdata"))
 SEQUENCES = ("tartanair_hospital", "hololens_office")

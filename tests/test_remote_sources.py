@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dynocc.factory import remote
+from dynocc.factory.io import remote
 from dynocc.factory.config import DecodeConfig
-from dynocc.factory.decode import InputError, decode_frames, write_frame_folder, write_video
-from dynocc.factory.remote import Fetched, SourceOptions, fetch, storage_options_for, ytdlp_format, ytdlp_params
-from dynocc.factory.sources import WorkItem, resolve_inputs
+from dynocc.factory.io.decode import InputError, decode_frames, write_frame_folder, write_video
+from dynocc.factory.io.remote import Fetched, SourceOptions, fetch, storage_options_for, ytdlp_format, ytdlp_params
+from dynocc.factory.io.sources import WorkItem, resolve_inputs
 
 FAILURE_KEYS = {"input", "video_id", "stage", "error_type", "message", "attempts"}
 KEEP = DecodeConfig(max_long_side=None)

@@ -17,10 +17,10 @@ import pytest
 pytest.importorskip("duckdb")
 
 from dynocc.cli import main
-from dynocc.factory.overlay import CLOSER_RGB, EQUAL_RGB, FARTHER_RGB
-from dynocc.factory.stats import DISTANCE_EDGES, format_stats, plot_stats, read_stats
-from dynocc.factory.stereo import inverse_depth_png
-from dynocc.factory.writer import ShardWriter, read_frames
+from dynocc.factory.tools.overlay import CLOSER_RGB, EQUAL_RGB, FARTHER_RGB
+from dynocc.factory.tools.stats import DISTANCE_EDGES, format_stats, plot_stats, read_stats
+from dynocc.factory.core.stereo import inverse_depth_png
+from dynocc.factory.io.writer import ShardWriter, read_frames
 from dynocc.schemas import frame_row
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

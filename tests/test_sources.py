@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from dynocc.factory.sources import WorkItem, resolve_inputs
+from dynocc.factory.io.sources import WorkItem, resolve_inputs
 
 FAILURE_KEYS = {"input", "video_id", "stage", "error_type", "message", "attempts"}
 

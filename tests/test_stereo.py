@@ -28,10 +28,10 @@ import pytest
 skimage_data = pytest.importorskip("skimage.data")
 
 from dynocc.factory.config import StereoConfig  # noqa: E402
-from dynocc.factory.flow import DISFlow  # noqa: E402
-from dynocc.factory.pairs import PairSet  # noqa: E402
-from dynocc.factory.sky import HeuristicSkyDetector, NoSky, make_sky_detector  # noqa: E402
-from dynocc.factory.stereo import (  # noqa: E402
+from dynocc.factory.core.flow import DISFlow  # noqa: E402
+from dynocc.factory.core.pairs import PairSet  # noqa: E402
+from dynocc.factory.core.sky import HeuristicSkyDetector, NoSky, make_sky_detector  # noqa: E402
+from dynocc.factory.core.stereo import (  # noqa: E402
     PNG_SKY,
     PNG_UNKNOWN,
     StereoPairError,
@@ -41,7 +41,7 @@ from dynocc.factory.stereo import (  # noqa: E402
     inverse_depth_png,
     stereo_depth,
 )
-from dynocc.factory.stereo_pairs import (  # noqa: E402
+from dynocc.factory.core.stereo_pairs import (  # noqa: E402
     EDGE,
     NEAR,
     RANDOM,

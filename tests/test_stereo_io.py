@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dynocc.factory.decode import InputError
-from dynocc.factory.sources import WorkItem, resolve_inputs
-from dynocc.factory.stereo_io import (
+from dynocc.factory.io.decode import InputError
+from dynocc.factory.io.sources import WorkItem, resolve_inputs
+from dynocc.factory.io.stereo_inputs import (
     is_remote_stereo,
     load_stereo_pair,
     pair_input,

@@ -1,6 +1,6 @@
 """The stereo branch on pairs as the web has them (issue 13), graded against true disparity.
 
-Scenes (:mod:`dynocc.factory.synthetic_stereo`): Middlebury *Motorcycle* upscaled ×2 and ×3; a
+Scenes (:mod:`dynocc.factory.testing.synthetic_stereo`): Middlebury *Motorcycle* upscaled ×2 and ×3; a
 rendered table scene whose close, grey, almost textureless table and boxes reach 25% of the width in
 disparity; Motorcycle with the right view JPEG-compressed, shifted down, rotated and darkened.
 
@@ -20,9 +20,9 @@ import pytest
 pytest.importorskip("skimage.data")
 
 from dynocc.factory.config import StereoConfig  # noqa: E402
-from dynocc.factory.stereo import decode_inverse_depth_png, disparity_from_flow, stereo_depth  # noqa: E402
-from dynocc.factory.stereo_pairs import sample_stereo_pairs  # noqa: E402
-from dynocc.factory.synthetic_stereo import (  # noqa: E402
+from dynocc.factory.core.stereo import decode_inverse_depth_png, disparity_from_flow, stereo_depth  # noqa: E402
+from dynocc.factory.core.stereo_pairs import sample_stereo_pairs  # noqa: E402
+from dynocc.factory.testing.synthetic_stereo import (  # noqa: E402
     motorcycle,
     perturb_right_view,
     render_table_scene,
@@ -72,7 +72,7 @@ def test_near_textureless_panel_is_never_sky():
     panel = np.zeros((h, w), bool)
     panel[: int(0.3 * h), int(0.3 * w): int(0.6 * w)] = True
     result = disparity_from_flow(scene.left, scene.right)
-    from dynocc.factory.sky import HeuristicSkyDetector
+    from dynocc.factory.core.sky import HeuristicSkyDetector
 
     sky = HeuristicSkyDetector()(scene.left, result.disparity, result.valid)
     print(f"\npanel: sky {sky[panel].mean():.1%} of it, flow valid on it {result.valid[panel].mean():.1%}")

@@ -24,9 +24,9 @@ import pytest
 import yaml
 
 from dynocc import cli, submit
-from dynocc.factory.decode import write_video
-from dynocc.factory.synthetic import make_scene
-from dynocc.factory.writer import read_frames
+from dynocc.factory.io.decode import write_video
+from dynocc.factory.testing.synthetic import make_scene
+from dynocc.factory.io.writer import read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -152,7 +152,7 @@ def test_working_dir_ships_the_project_with_one_complete_dynocc_package(fake, mo
     seen = {}
 
     def check_import(**kw):  # while the staged copy exists: first on PYTHONPATH, it must import as dynocc
-        r = subprocess.run([sys.executable, "-c", "import dynocc.factory.ray_engine as m, dynocc.cli as c, "
+        r = subprocess.run([sys.executable, "-c", "import dynocc.factory.engine.ray_engine as m, dynocc.cli as c, "
                             "dynocc.jobspec; print(m.__file__); print(c.__file__)"],
                            capture_output=True, text=True, cwd=tempfile.gettempdir(),
                            env=dict(os.environ, PYTHONPATH=kw["runtime_env"]["working_dir"]), timeout=120)
@@ -170,7 +170,7 @@ def test_working_dir_ships_the_project_with_one_complete_dynocc_package(fake, mo
     staged = fake.uploads[env["working_dir"]]
     assert staged.name == ROOT.name
     assert (staged / "jobs/mine_urls.yaml").read_text() == (ROOT / "jobs/mine_urls.yaml").read_text()
-    for rel in ("dynocc/__init__.py", "dynocc/cli.py", "dynocc/jobspec.py", "dynocc/factory/ray_engine.py",
+    for rel in ("dynocc/__init__.py", "dynocc/cli.py", "dynocc/jobspec.py", "dynocc/factory/engine/ray_engine.py",
                 "dynocc/schemas/__init__.py", "dynocc/trainer/config.py", "pyproject.toml"):
         assert (staged / rel).is_file(), rel
     for gone in ("factory", "schemas", "trainer", ".venv", ".git", "dynocc.egg-info"):

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dynocc.factory.synthetic import SyntheticScene, depth_order_truth, make_scene, true_flow
+from dynocc.factory.testing.synthetic import SyntheticScene, depth_order_truth, make_scene, true_flow
 
 SEEDS = (0, 1, 2, 3)
 

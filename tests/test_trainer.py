@@ -26,10 +26,10 @@ import numpy as np
 import pytest
 
 from dynocc.factory.config import MinerConfig
-from dynocc.factory.decode import write_frame_folder
-from dynocc.factory.job import run_mine_job
-from dynocc.factory.synthetic import make_scene
-from dynocc.factory.writer import ShardWriter
+from dynocc.factory.io.decode import write_frame_folder
+from dynocc.factory.engine.job import run_mine_job
+from dynocc.factory.testing.synthetic import make_scene
+from dynocc.factory.io.writer import ShardWriter
 from dynocc.trainer.checkpoint import latest_checkpoint, load_checkpoint
 from dynocc.trainer.evaluate import Predictor, evaluate_diw, write_diw_csv
 from dynocc.trainer.synthetic import diw_records, stereo_rows
@@ -83,7 +83,7 @@ def _metrics(run: Path) -> list[dict]:
 def _motorcycle_whdr(checkpoint: str, folder: Path) -> dict:
     """WHDR on Middlebury Motorcycle (skimage), 3K random pairs of the true disparity, ordered ones."""
     skdata = pytest.importorskip("skimage.data")
-    from dynocc.factory.stereo_pairs import sample_stereo_pairs
+    from dynocc.factory.core.stereo_pairs import sample_stereo_pairs
 
     left, _, disp = skdata.stereo_motorcycle()
     folder.mkdir(exist_ok=True)

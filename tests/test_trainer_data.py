@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from dynocc.factory.stereo import inverse_depth_png
-from dynocc.factory.writer import ShardWriter
+from dynocc.factory.core.stereo import inverse_depth_png
+from dynocc.factory.io.writer import ShardWriter
 from dynocc.schemas import frame_row
 from dynocc.trainer.config import DataConfig, DataSource, parse_data_arg
 from dynocc.trainer.data import (

@@ -199,8 +199,8 @@ def test_eval_and_predict_commands(tmp_path):
 
 
 def test_wkdr_on_shards_uses_stored_pairs_and_dense_stereo_truth(tmp_path):
-    from dynocc.factory.stereo import inverse_depth_png
-    from dynocc.factory.writer import ShardWriter
+    from dynocc.factory.core.stereo import inverse_depth_png
+    from dynocc.factory.io.writer import ShardWriter
     from dynocc.schemas import frame_row
     from dynocc.trainer.evaluate import evaluate_shards
     from dynocc.trainer.synthetic import encode_jpeg

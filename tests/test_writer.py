@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from dynocc.factory import writer as writer_mod
-from dynocc.factory.writer import (
+from dynocc.factory.io import writer as writer_mod
+from dynocc.factory.io.writer import (
     ShardWriter,
     committed_files,
     committed_items,

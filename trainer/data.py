@@ -1,7 +1,7 @@
 """Training input: shard roots -> Ray Data -> decoded, augmented, padded pair batches.
 
 Each ``DataSource`` is a mining job's output (any fsspec URL); only its committed files are read
-(:func:`dynocc.factory.writer.committed_files`). :func:`plan_items` lists the work of the whole
+(:func:`dynocc.factory.io.writer.committed_files`). :func:`plan_items` lists the work of the whole
 run: per epoch every file of a source ``ceil(weight)`` times (rows kept with probability
 ``weight / ceil(weight)``, so a weight of 30 makes ReDWeb rows 30 times as frequent, DynOcc 4.2,
 and 0.5 halves a source), shuffled. :func:`build_train_dataset` turns the items into one Ray Data
@@ -15,9 +15,9 @@ Per row (:func:`decode_row`):
   through the same transform and pairs with a point outside the crop are dropped;
 * DynOcc rows (stored pairs): each pair is kept with probability ``keep_rate`` (DynOcc 3.3:
   10%, drawn again every epoch; at least one pair is kept when any survive the crop);
-* stereo rows (a ``depth_png`` column, :mod:`dynocc.factory.stereo`): the inverse-depth map gets the
+* stereo rows (a ``depth_png`` column, :mod:`dynocc.factory.core.stereo`): the inverse-depth map gets the
   same crop (nearest neighbour) and ``stereo_pairs`` random pairs (ReDWeb: 3K) are drawn on it
-  online with the σ = 0.02 rule (:func:`dynocc.factory.stereo_pairs.sample_stereo_pairs`);
+  online with the σ = 0.02 rule (:func:`dynocc.factory.core.stereo_pairs.sample_stereo_pairs`);
 * pairs are padded to ``max_pairs`` with ``pair_mask`` False (collation by padding + mask).
 
 Output columns: ``image`` uint8 (S, S, 3) RGB, ``pair_ya/xa/yb/xb`` int16 (P,), ``pair_ordinal``
@@ -91,8 +91,8 @@ def decode_rgb(data: bytes) -> np.ndarray:
 
 
 def _stereo_pairs(depth_png: bytes, c: Crop, cfg: DataConfig, rng) -> tuple[np.ndarray, ...]:
-    from dynocc.factory.stereo import decode_inverse_depth_png
-    from dynocc.factory.stereo_pairs import PAPER_SAMPLING, sample_stereo_pairs
+    from dynocc.factory.core.stereo import decode_inverse_depth_png
+    from dynocc.factory.core.stereo_pairs import PAPER_SAMPLING, sample_stereo_pairs
 
     inv, sky = decode_inverse_depth_png(depth_png)
     inv = crop_image(inv, c, cv2.INTER_NEAREST)
@@ -171,7 +171,7 @@ def read_and_decode(items: dict, cfg: dict, chunk_rows: int = 16) -> Iterator[di
 
 def source_files(src: DataSource, storage_options: Optional[dict] = None) -> tuple[list[str], int]:
     """Committed frame files of a shard root (as URLs) and its number of rows."""
-    from dynocc.factory.writer import committed_files, committed_items
+    from dynocc.factory.io.writer import committed_files, committed_items
 
     url = src.url if "://" in src.url else os.path.abspath(src.url)  # Ray workers run elsewhere
     files = committed_files(url, "frames", storage_options)

@@ -4,7 +4,7 @@ DIW CSV (Chen et al. 2016): per record an image line (``path,…``, relative to 
 ``--image-root``) and a pair line ``yA,xA,yB,xB,REL,W,H`` — 1-indexed pixel coordinates in a W×H
 image, ``REL`` '>' when A is further than B, '<' when A is closer, '=' about equal; an image may
 appear in several records; a first line of column names is allowed. Files are read and written with
-:mod:`dynocc.factory.export`'s DIW functions.
+:mod:`dynocc.factory.tools.export`'s DIW functions.
 
 The network predicts inverse depth z (larger = closer): A is predicted further when
 ``zA < zB − τ``, closer when ``zA > zB + τ``, equal otherwise. WHDR (DIW) and WKDR (Kinect-style
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dynocc.factory.export import diw_pair_line, read_diw_csv
+from dynocc.factory.tools.export import diw_pair_line, read_diw_csv
 
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
@@ -34,7 +34,7 @@ from .model import build_model
 def read_diw_records(path: str, image_root: Optional[str] = None,
                      storage_options: Optional[dict] = None) -> list[dict]:
     """Records ``{image (resolved), ya, xa, yb, xb (0-based), ordinal (+1 A closer), width, height}``
-    of a DIW CSV, read by :func:`dynocc.factory.export.read_diw_csv`."""
+    of a DIW CSV, read by :func:`dynocc.factory.tools.export.read_diw_csv`."""
     return [{"image": p.image, "ya": p.ya, "xa": p.xa, "yb": p.yb, "xb": p.xb, "ordinal": p.ordinal,
              "width": p.width, "height": p.height} for p in read_diw_csv(path, storage_options, image_root)]
 
@@ -152,9 +152,9 @@ def evaluate_shards(predictor: Predictor, url: str, tau: float = 0.0, stereo_pai
                     max_rows: Optional[int] = None) -> dict:
     """WKDR on shard rows: stored pairs, or for stereo rows ``stereo_pairs`` random pairs of the
     dense ``depth_png`` truth (σ rule). ``whdr`` is the ordered-pair rate (``wkdr_neq``)."""
-    from dynocc.factory.stereo import decode_inverse_depth_png
-    from dynocc.factory.stereo_pairs import PAPER_SAMPLING, sample_stereo_pairs
-    from dynocc.factory.writer import read_frames
+    from dynocc.factory.core.stereo import decode_inverse_depth_png
+    from dynocc.factory.core.stereo_pairs import PAPER_SAMPLING, sample_stereo_pairs
+    from dynocc.factory.io.writer import read_frames
 
     from .data import decode_rgb
 

@@ -1,6 +1,6 @@
 """Training and evaluation data from the true depth of synthetic scenes (tests, demos).
 
-:func:`stereo_rows` turns frames of a :func:`dynocc.factory.synthetic.make_scene` clip into
+:func:`stereo_rows` turns frames of a :func:`dynocc.factory.testing.synthetic.make_scene` clip into
 stereo-style schema-v1 rows: the JPEG, a ``depth_png`` of the true inverse depth (so the trainer
 samples pairs online, as for ReDWeb rows) and a few stored pairs. :func:`diw_records` draws
 DIW-style ordered pairs (two random points of different true depth) for evaluation.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from dynocc.factory.stereo import inverse_depth_png
-from dynocc.factory.synthetic import SyntheticScene, depth_order_truth
+from dynocc.factory.core.stereo import inverse_depth_png
+from dynocc.factory.testing.synthetic import SyntheticScene, depth_order_truth
 from dynocc.schemas import frame_row
 
 

@@ -34,9 +34,9 @@ from typing import Optional
 
 import numpy as np
 
-from .config import PairConfig, VoteConfig
-from .sampling import inside, sample
-from .vote import BoundaryPixels
+from dynocc.factory.config import PairConfig, VoteConfig
+from dynocc.factory.core.sampling import inside, sample
+from dynocc.factory.core.vote import BoundaryPixels
 
 _PATCH = np.array([(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)], np.float32)
 
@@ -65,7 +65,7 @@ def pair_confidence(vote_margin: np.ndarray, motion_difference: np.ndarray, phot
                     flow_deviation: np.ndarray, config: VoteConfig, flow_tolerance: float) -> np.ndarray:
     """Confidence of a pair in [0, 1] from evidence the miner already has (ours; no learned weights):
 
-    * the segment's vote margin m in [0, 1] (:func:`dynocc.factory.vote.vote_with_margin`): how far
+    * the segment's vote margin m in [0, 1] (:func:`dynocc.factory.core.vote.vote_with_margin`): how far
       past δ the weaker of the two nearby frames' eq.-4 scores is;
     * the motion difference d between the two sides, px (the larger over the nearby frames): an
       edge whose sides move alike is decided by flow noise; ``1 − exp(−d / motion_scale)``;
@@ -188,7 +188,7 @@ def extract_pairs(
     segment_margin: Optional[np.ndarray] = None,
 ) -> PairSet:
     """Ordered and equal pairs for the boundary pixels of segments with a foreground side;
-    ``segment_margin`` (per segment, :func:`dynocc.factory.vote.vote_with_margin`) enters each pair's
+    ``segment_margin`` (per segment, :func:`dynocc.factory.core.vote.vote_with_margin`) enters each pair's
     confidence (:func:`pair_confidence`; 1 when not given)."""
     side = segment_label[pixels.segment].astype(np.float32) if len(pixels) else np.zeros(0, np.float32)
     keep = np.nonzero(side != 0)[0]

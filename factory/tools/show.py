@@ -1,9 +1,9 @@
 """``dynocc show``: pair overlays, depth maps and a static HTML gallery of mined frames.
 
-For each selected frame (the ``frames`` view of :mod:`dynocc.factory.query`, optionally filtered
+For each selected frame (the ``frames`` view of :mod:`dynocc.factory.tools.query`, optionally filtered
 by a SQL predicate) it writes, under ``out``:
 
-* ``images/<key>.png``        the frame with its pairs drawn by :func:`~dynocc.factory.overlay.draw_pairs`
+* ``images/<key>.png``        the frame with its pairs drawn by :func:`~dynocc.factory.tools.overlay.draw_pairs`
                               (closer point vermillion, farther point sky blue, equal pairs yellow);
 * ``images/<key>.depth.png``  for stereo rows (non-null ``depth_png``): the inverse depth in colour
                               (turbo: red near, blue far; sky at the far end; unknown pixels grey),
@@ -11,7 +11,7 @@ by a SQL predicate) it writes, under ``out``:
 * ``index.html``              a gallery page that links every image with a caption
                               (video_id, frame_index, pairs, dataset), relative links only.
 
-``<key>`` is :func:`dynocc.factory.export.frame_key` of (dataset, video_id, frame_index).
+``<key>`` is :func:`dynocc.factory.tools.export.frame_key` of (dataset, video_id, frame_index).
 ``out`` may be a local folder or any fsspec URL.
 """
 
@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 from fsspec.core import url_to_fs
 
-from .export import frame_key, select_sql
-from .overlay import CLOSER_RGB, EQUAL_RGB, FARTHER_RGB, confidence_rgb, draw_pairs, encode_png
-from .query import connect, iter_batches
-from .stereo import decode_inverse_depth_png
+from dynocc.factory.tools.export import frame_key, select_sql
+from dynocc.factory.tools.overlay import CLOSER_RGB, EQUAL_RGB, FARTHER_RGB, confidence_rgb, draw_pairs, encode_png
+from dynocc.factory.tools.query import connect, iter_batches
+from dynocc.factory.core.stereo import decode_inverse_depth_png
 
 __all__ = ["GalleryEntry", "Gallery", "depth_colour", "render_gallery", "DEFAULT_LIMIT"]
 
@@ -146,12 +146,12 @@ def render_gallery(
 ) -> Gallery:
     """Draw overlays (and depth maps for stereo rows) of the selected frames and an ``index.html``.
 
-    ``data``: mining output(s) as for :func:`dynocc.factory.query.connect`. ``where``: a SQL
+    ``data``: mining output(s) as for :func:`dynocc.factory.tools.query.connect`. ``where``: a SQL
     predicate on the ``frames`` view (e.g. ``"video_id = 'bikes' AND frame_index < 40"``).
     Frames come sorted by dataset, video_id, frame_index; at most ``limit`` (None: all).
     ``colour_by``: ``"order"`` (dots closer / farther / equal, faint lines) or ``"confidence"``
     (also each pair's line coloured by its ``pair_confidence``, grey where none is stored).
-    Raises :class:`~dynocc.factory.query.QueryError` for a bad predicate.
+    Raises :class:`~dynocc.factory.tools.query.QueryError` for a bad predicate.
     """
     if colour_by not in ("order", "confidence"):
         raise ValueError(f"colour_by must be 'order' or 'confidence', got {colour_by!r}")

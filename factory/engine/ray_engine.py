@@ -61,9 +61,9 @@ import time
 import warnings
 from typing import Any, Callable, Iterator, Optional
 
-from ..schemas import failure_row, read_table
-from .config import MinerConfig
-from .job import (
+from dynocc.schemas import failure_row, read_table
+from dynocc.factory.config import MinerConfig
+from dynocc.factory.engine.job import (
     ItemResult,
     JobSummary,
     MineUsageError,
@@ -75,8 +75,8 @@ from .job import (
     plan_mine_job,
     write_resolve_failures,
 )
-from .sources import WorkItem
-from .writer import ItemStats, ShardWriter, committed_items
+from dynocc.factory.io.sources import WorkItem
+from dynocc.factory.io.writer import ItemStats, ShardWriter, committed_items
 
 __all__ = ["run_mine_job_ray", "default_actors", "CRASH_ENV", "DEFAULT_MAX_TASK_RETRIES"]
 

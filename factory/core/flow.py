@@ -1,7 +1,7 @@
 """Optical-flow backends.
 
 The paper computes flow with FlowNet 2.0 (section 3.1). Our CPU default is OpenCV's DIS
-(Kroeger et al. 2016); for GPU actors there is the learned RAFT-small (:mod:`dynocc.factory.raft`,
+(Kroeger et al. 2016); for GPU actors there is the learned RAFT-small (:mod:`dynocc.factory.core.raft`,
 ``FlowConfig(backend="raft-small", weights=...)``). Other backends satisfy :class:`FlowBackend`.
 
 A flow field is a float32 array (H, W, 2): ``flow[y, x] = (dx, dy)``, the displacement of
@@ -16,7 +16,7 @@ from typing import Protocol, Sequence
 import cv2
 import numpy as np
 
-from .config import FlowConfig
+from dynocc.factory.config import FlowConfig
 
 
 class FlowBackend(Protocol):
@@ -83,7 +83,7 @@ class DISFlow:
 
     def flows_from(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], initial: Sequence[np.ndarray]) -> list[np.ndarray]:
         """As :meth:`flows`, each started from an initial flow (DIS refines it from its coarsest scale on;
-        :func:`dynocc.factory.stereo.initial_disparity` gives one for displacements DIS cannot find alone)."""
+        :func:`dynocc.factory.core.stereo.initial_disparity` gives one for displacements DIS cannot find alone)."""
         return [self._dis.calc(self._grey(a), self._grey(b), np.array(f, np.float32, copy=True))
                 for (a, b), f in zip(pairs, initial)]
 
@@ -93,7 +93,7 @@ def make_flow_backend(config: FlowConfig) -> FlowBackend:
     if config.backend == "dis":
         return DISFlow(config.dis_preset, config.threads)
     if config.backend == "raft-small":
-        from .raft import RAFTFlow  # imports torch: only when asked for
+        from dynocc.factory.core.raft import RAFTFlow  # imports torch: only when asked for
 
         return RAFTFlow(config.weights, iters=config.iters, device=config.device,
                         batch_size=config.batch_size, precision=config.precision)

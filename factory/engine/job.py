@@ -22,15 +22,15 @@ import numpy as np
 
 from fsspec.core import url_to_fs
 
-from ..schemas import failure_row, frame_row
-from ..schemas.frames import CONFIDENCE_COLUMN
-from .config import MinerConfig
-from .decode import InputError, decode_frames
-from .miner import DynOccMiner, MinedFrame
-from .config import SourceOptions
-from .remote import fetch
-from .sources import WorkItem, resolve_inputs
-from .writer import ItemStats, ShardWriter, committed_items
+from dynocc.schemas import failure_row, frame_row
+from dynocc.schemas.frames import CONFIDENCE_COLUMN
+from dynocc.factory.config import MinerConfig
+from dynocc.factory.io.decode import InputError, decode_frames
+from dynocc.factory.core.miner import DynOccMiner, MinedFrame
+from dynocc.factory.config import SourceOptions
+from dynocc.factory.io.remote import fetch
+from dynocc.factory.io.sources import WorkItem, resolve_inputs
+from dynocc.factory.io.writer import ItemStats, ShardWriter, committed_items
 
 # Exit codes of `dynocc mine` (documented in the README).
 EXIT_OK = 0
@@ -177,7 +177,7 @@ def item_miner_for(config) -> "VideoItemMiner":
     """The item miner a job's config asks for: DynOcc for a MinerConfig, ReDWeb stereo for a StereoJobConfig."""
     if isinstance(config, MinerConfig):
         return VideoItemMiner(config)
-    from .stereo_job import StereoItemMiner  # noqa: PLC0415
+    from dynocc.factory.engine.stereo_items import StereoItemMiner  # noqa: PLC0415
 
     return StereoItemMiner(config)
 
@@ -185,7 +185,7 @@ def item_miner_for(config) -> "VideoItemMiner":
 def resolver_for(config) -> Callable:
     if isinstance(config, MinerConfig):
         return VideoItemMiner.resolve
-    from .stereo_job import StereoItemMiner  # noqa: PLC0415
+    from dynocc.factory.engine.stereo_items import StereoItemMiner  # noqa: PLC0415
 
     return StereoItemMiner.resolve
 

@@ -3,7 +3,7 @@
 ReDWeb eq. 1 labels a pair (i, j) from the ratio of their *depths* g with σ = 0.02 (the paper,
 following its ref. [33]): ``+1 if g_i/g_j > 1+σ``, ``−1 if g_j/g_i > 1+σ``, else 0 — where the
 paper's +1 means i is *further*. Our schema v1 uses the opposite sign (+1 = A closer), and our maps
-hold inverse depth q = 1/g (:mod:`dynocc.factory.stereo`), so the same rule reads, for A = i, B = j:
+hold inverse depth q = 1/g (:mod:`dynocc.factory.core.stereo`), so the same rule reads, for A = i, B = j:
 
 * ``q_A > (1+σ)·q_B``  (g_B/g_A > 1+σ, A closer)  -> **+1**
 * ``q_B > (1+σ)·q_A``  (g_A/g_B > 1+σ, B closer)  -> **−1**
@@ -38,9 +38,9 @@ from typing import Optional, Union
 import cv2
 import numpy as np
 
-from .config import StereoConfig
-from .pairs import PairSet
-from .sampling import nearest_fill, sample
+from dynocc.factory.config import StereoConfig
+from dynocc.factory.core.pairs import PairSet
+from dynocc.factory.core.sampling import nearest_fill, sample
 
 _ROUNDS = 4  # edge-pair draws: up to this many rounds of candidates ...
 _OVERSAMPLE = 3  # ... each this many times the pairs still missing (ours: ~60% of candidates give a pair)
@@ -181,7 +181,7 @@ def stereo_pair_confidence(q_a, q_b, u_a, u_b, ordinal, sigma: float, sky_a=None
     """Confidence in [0, 1] of stereo pairs (ours; the same ``pair_confidence`` column as the video miner).
 
     ``q``: inverse depth (disparity) at the two ends, ``u``: its uncertainty there, same units
-    (:func:`dynocc.factory.stereo.disparity_uncertainty`). The evidence is how far the estimate lies
+    (:func:`dynocc.factory.core.stereo.disparity_uncertainty`). The evidence is how far the estimate lies
     from eq. 1's decision boundary in units of the combined uncertainty u_a + u_b:
 
     * ordered pairs: ``z = (|q_a − q_b| − σ·min(q_a, q_b)) / (u_a + u_b)``;

@@ -14,7 +14,7 @@ makes such pairs with the truth known exactly:
 * :func:`perturb_right_view`: what a web pair does to the right view: a vertical shift, a rotation
   about the image centre, an exposure gain, and JPEG compression of both views.
 
-Disparity convention as in :mod:`dynocc.factory.stereo`: ``d = x_L − x_R`` (larger = closer); the
+Disparity convention as in :mod:`dynocc.factory.core.stereo`: ``d = x_L − x_R`` (larger = closer); the
 truth is +inf where unknown.
 """
 
@@ -156,11 +156,11 @@ def motorcycle() -> StereoScene:
 
 
 def stereo_pair_verdicts(pairs, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Grade pairs (a :class:`~dynocc.factory.pairs.PairSet`, schema v1: +1 = A closer) against a true
+    """Grade pairs (a :class:`~dynocc.factory.core.pairs.PairSet`, schema v1: +1 = A closer) against a true
     disparity map (larger = closer, +inf unknown): (known, right, ordered), bool per pair; ``right`` and
     ``ordered`` only mean something where ``known``. An ordered pair is right when the true disparities
     order the same way; an equal pair when ReDWeb eq. 1 (σ = 0.02) on the truth calls them equal."""
-    from .stereo_pairs import ordinal_from_inverse_depth
+    from dynocc.factory.core.stereo_pairs import ordinal_from_inverse_depth
 
     ya, xa, yb, xb = (np.asarray(a, np.int64) for a in (pairs.ya, pairs.xa, pairs.yb, pairs.xb))
     known = np.isfinite(truth[ya, xa]) & np.isfinite(truth[yb, xb])

@@ -20,7 +20,7 @@ that its published ``raft-small.pth`` state dict loads with a strict key *and* s
 
 Images are RGB in 0..255, normalised as the reference does: ``2 * (img / 255) - 1``.
 
-:class:`RAFTFlow` is the :class:`~dynocc.factory.flow.FlowBackend`: weights loaded once (any
+:class:`RAFTFlow` is the :class:`~dynocc.factory.core.flow.FlowBackend`: weights loaded once (any
 fsspec path or URL), pairs stacked into batches of ``batch_size`` by frame size, inference under
 ``torch.inference_mode``, fp16 autocast on CUDA by default. Choose it with
 ``FlowConfig(backend="raft-small", weights=...)`` or ``dynocc mine --flow raft-small --flow-weights PATH``.
@@ -421,7 +421,7 @@ _PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class RAFTFlow:
-    """:class:`~dynocc.factory.flow.FlowBackend` running RAFT-small.
+    """:class:`~dynocc.factory.core.flow.FlowBackend` running RAFT-small.
 
     ``weights``: path or fsspec URL of a RAFT-small state dict (e.g. ``raft-small.pth``);
     ``device``: ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``;

@@ -1,6 +1,6 @@
 """Remote sources: options, and fetching a work item to a local path right before decoding.
 
-:func:`dynocc.factory.sources.resolve_inputs` stays cheap: it lists and globs, reads ``@lists``,
+:func:`dynocc.factory.io.sources.resolve_inputs` stays cheap: it lists and globs, reads ``@lists``,
 but never downloads a video. :func:`fetch` is the step that does, right before decoding::
 
     items, failures = resolve_inputs(inputs, options)
@@ -13,7 +13,7 @@ but never downloads a video. :func:`fetch` is the step that does, right before d
             rows.append(e.to_failure(item.input, item.video_id))   # attempts come with it
         # ... and the temp dir is gone here
 
-Kinds of :class:`~dynocc.factory.sources.WorkItem` and what :func:`fetch` does with them:
+Kinds of :class:`~dynocc.factory.io.sources.WorkItem` and what :func:`fetch` does with them:
 
 ``video``, ``frames``  local file / frame folder: passed through, nothing copied or deleted.
 ``http``           an http(s) URL whose path ends in a video extension: downloaded (urllib,
@@ -37,7 +37,7 @@ Only transient problems are retried: connection errors, time-outs, truncated bod
 425, 429 and 5xx, yt-dlp network errors. A 404, another 4xx, a missing object, a page without
 video, a video that is too long or too large fail at once.
 
-Errors are :class:`~dynocc.factory.decode.InputError` with ``stage='download'`` and
+Errors are :class:`~dynocc.factory.io.decode.InputError` with ``stage='download'`` and
 ``attempts`` set (so :meth:`InputError.to_failure` writes the count), ``error_type`` one of:
 
 ``http_404``         the server answered 404 (message has the URL and status);
@@ -73,8 +73,8 @@ from typing import Any, BinaryIO, Callable, Iterator, Optional, TypeVar
 from urllib.parse import unquote, urlparse
 
 
-from .config import SourceOptions
-from .decode import IMAGE_EXTENSIONS, InputError, natural_key, video_duration
+from dynocc.factory.config import SourceOptions
+from dynocc.factory.io.decode import IMAGE_EXTENSIONS, InputError, natural_key, video_duration
 
 log = logging.getLogger(__name__)
 
@@ -574,12 +574,12 @@ _FETCHERS: dict[str, Callable[[Any, SourceOptions, str], Fetched]] = {
 
 @contextmanager
 def fetch(item, options: "SourceOptions | dict | None" = None) -> Iterator[Fetched]:
-    """Make ``item`` (a :class:`~dynocc.factory.sources.WorkItem`) available on local disk.
+    """Make ``item`` (a :class:`~dynocc.factory.io.sources.WorkItem`) available on local disk.
 
     Local items (``video``, ``frames``) are yielded as they are. Remote ones are downloaded
     into a fresh temp dir (under ``options.temp_dir``), which is removed when the ``with``
     block ends, whatever happens in it. Download problems raise
-    :class:`~dynocc.factory.decode.InputError` (``stage='download'``, ``attempts`` set) on
+    :class:`~dynocc.factory.io.decode.InputError` (``stage='download'``, ``attempts`` set) on
     entering the block; see the module docstring for the error types.
     """
     options = SourceOptions.coerce(options)

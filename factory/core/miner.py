@@ -30,11 +30,11 @@ from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
-from .boundaries import Boundaries, boundary_confidence, detect_boundaries, flow_geometry
-from .config import BoundaryConfig, MinerConfig
-from .flow import FlowBackend, frame_motion, make_flow_backend, to_gray
-from .pairs import FrameContext, PairSet, extract_pairs
-from .vote import NeighbourView, split_segments, vote_with_margin
+from dynocc.factory.core.boundaries import Boundaries, boundary_confidence, detect_boundaries, flow_geometry
+from dynocc.factory.config import BoundaryConfig, MinerConfig
+from dynocc.factory.core.flow import FlowBackend, frame_motion, make_flow_backend, to_gray
+from dynocc.factory.core.pairs import FrameContext, PairSet, extract_pairs
+from dynocc.factory.core.vote import NeighbourView, split_segments, vote_with_margin
 
 
 @dataclass(frozen=True)

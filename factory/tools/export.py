@@ -1,6 +1,6 @@
 """``dynocc export``: the mined pairs in layouts that existing relative-depth training code reads.
 
-Frames are read from the ``frames`` view of :mod:`dynocc.factory.query` (committed files only,
+Frames are read from the ``frames`` view of :mod:`dynocc.factory.tools.query` (committed files only,
 any fsspec URL), optionally filtered by a SQL predicate (``where``) and cut to ``limit`` frames.
 Every frame's image is written once, as the JPEG bytes stored in the shards, under the name
 :func:`frame_key` (no dots, so it also serves as a WebDataset key). Formats:
@@ -28,7 +28,7 @@ Every frame's image is written once, as the JPEG bytes stored in the shards, und
 
 ``webdataset``  Tar shards ``out/shard-000000.tar``, ... of ``shard_size`` samples, each sample
                 ``<key>.jpg`` (the frame), ``<key>.json`` and, for stereo rows, ``<key>.depth.png``
-                (the 16-bit inverse-depth PNG, :func:`dynocc.factory.stereo.decode_inverse_depth_png`).
+                (the 16-bit inverse-depth PNG, :func:`dynocc.factory.core.stereo.decode_inverse_depth_png`).
                 The JSON keeps frame schema v1's conventions (0-based coordinates, ordinal +1: A
                 closer, -1: B closer, 0: equal)::
 
@@ -53,7 +53,7 @@ from typing import Iterator
 
 from fsspec.core import url_to_fs
 
-from .query import connect, iter_batches
+from dynocc.factory.tools.query import connect, iter_batches
 
 __all__ = [
     "FORMATS",
@@ -280,7 +280,7 @@ def export(
 
     ``where``: SQL predicate on the ``frames`` view; ``limit``: at most this many frames.
     ``out_storage_options`` default to ``storage_options``. See the module docstring for the layouts.
-    Raises :class:`~dynocc.factory.query.QueryError` for a bad predicate, ValueError for a bad format.
+    Raises :class:`~dynocc.factory.tools.query.QueryError` for a bad predicate, ValueError for a bad format.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")

@@ -8,8 +8,8 @@ pluggable: anything satisfying :class:`SkyDetector` can replace it (e.g. a segme
 with ADE20K's "sky" class), and ``StereoConfig.sky_detector = "none"`` turns sky detection off.
 
 "Set to infinity" in our terms: inverse depth 0, the farthest possible — value 1 of the stored
-PNG (:func:`dynocc.factory.stereo.inverse_depth_png`), farther than any valid pixel in pairs
-(:func:`dynocc.factory.stereo_pairs.sample_stereo_pairs`).
+PNG (:func:`dynocc.factory.core.stereo.inverse_depth_png`), farther than any valid pixel in pairs
+(:func:`dynocc.factory.core.stereo_pairs.sample_stereo_pairs`).
 
 :class:`HeuristicSkyDetector` marks a pixel as sky when all four cues agree (thresholds are the
 ``sky_*`` fields of :class:`~dynocc.factory.config.StereoConfig`, all ours):
@@ -40,7 +40,7 @@ PNG (:func:`dynocc.factory.stereo.inverse_depth_png`), farther than any valid pi
    each region regrows ``sky_window // 2`` px into pixels of its colour not measured near
    (texture ignored), since the texture window straddling the horizon misses the sky's last rows.
 
-5. **guard** (:func:`guard_sky`, used by :func:`dynocc.factory.stereo.stereo_depth`): valid pixels
+5. **guard** (:func:`guard_sky`, used by :func:`dynocc.factory.core.stereo.stereo_depth`): valid pixels
    within ``sky_guard`` (4) px of the sky become unknown — flow smears across the horizon both ways.
 
 Dark skies (night), skies seen only through foliage, and sky not touching the top border are
@@ -54,7 +54,7 @@ from typing import Optional, Protocol
 import cv2
 import numpy as np
 
-from .config import StereoConfig
+from dynocc.factory.config import StereoConfig
 
 
 class SkyDetector(Protocol):

@@ -51,7 +51,7 @@ import av
 import cv2
 import numpy as np
 
-from .config import DecodeConfig
+from dynocc.factory.config import DecodeConfig
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 VIDEO_EXTENSIONS = frozenset(
@@ -349,7 +349,7 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: floa
     """Encode RGB frames into a real video file with PyAV (``yuv420p``).
 
     ``fps`` defaults to the miner's decoding rate (:class:`DecodeConfig` ``fps``: 6), so a clip made of
-    one frame per time step (e.g. :func:`dynocc.factory.synthetic.make_scene`) decodes to all its frames.
+    one frame per time step (e.g. :func:`dynocc.factory.testing.synthetic.make_scene`) decodes to all its frames.
 
     Odd sizes are padded (edge pixels repeated) to even ones, as yuv420p needs. All frames must
     have the first one's size. An empty ``frames`` writes a valid container with no frames

@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
-from .writer import committed_files, committed_items, read_failures
+from dynocc.factory.io.writer import committed_files, committed_items, read_failures
 
 _PAIR_COLUMNS = ["dataset", "video_id", "frame_index", "pair_ya", "pair_xa", "pair_yb", "pair_xb", "pair_ordinal"]
 
@@ -207,7 +207,7 @@ def _ordinal_panel(rows: dict, size: tuple[int, int]) -> np.ndarray:
     """Per dataset one horizontal 100% bar: +1 / -1 / 0 shares in the overlay colours."""
     import cv2
 
-    from .overlay import CLOSER_RGB, EQUAL_RGB, FARTHER_RGB
+    from dynocc.factory.tools.overlay import CLOSER_RGB, EQUAL_RGB, FARTHER_RGB
 
     h, w = size
     img = np.full((h, w, 3), 255, np.uint8)
@@ -243,7 +243,7 @@ def _ordinal_panel(rows: dict, size: tuple[int, int]) -> np.ndarray:
 
 def plot_stats(stats: dict, width: int = 720) -> np.ndarray:
     """The histograms of :func:`read_stats` drawn with OpenCV as one RGB image (three panels)."""
-    from .overlay import CLOSER_RGB, FARTHER_RGB
+    from dynocc.factory.tools.overlay import CLOSER_RGB, FARTHER_RGB
 
     hist = stats["histograms"]
     n_ds = len(hist["ordinal_by_dataset"])
@@ -261,6 +261,6 @@ def plot_stats(stats: dict, width: int = 720) -> np.ndarray:
 
 def save_stats_plot(stats: dict, path: str, storage_options: dict | None = None) -> str:
     """Write :func:`plot_stats` as a PNG to ``path`` (any fsspec URL); returns the path."""
-    from .overlay import save_png
+    from dynocc.factory.tools.overlay import save_png
 
     return save_png(plot_stats(stats), path, **(storage_options or {}))

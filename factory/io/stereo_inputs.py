@@ -73,9 +73,9 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
-from .decode import InputError, resize_long_side
-from .remote import SourceOptions, read_bytes
-from .sources import (
+from dynocc.factory.io.decode import InputError, resize_long_side
+from dynocc.factory.io.remote import SourceOptions, read_bytes
+from dynocc.factory.io.sources import (
     FSSPEC_SCHEMES,
     Media,
     Resolved,

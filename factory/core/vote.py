@@ -30,9 +30,9 @@ from typing import Optional
 
 import numpy as np
 
-from .boundaries import Boundaries
-from .config import VoteConfig
-from .sampling import sample
+from dynocc.factory.core.boundaries import Boundaries
+from dynocc.factory.config import VoteConfig
+from dynocc.factory.core.sampling import sample
 
 
 @dataclass(frozen=True)

@@ -13,18 +13,18 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..schemas import failure_row, frame_row
-from ..schemas.frames import CONFIDENCE_COLUMN
-from .config import SourceOptions, StereoJobConfig
-from .decode import InputError
-from .flow import make_flow_backend
-from .job import ItemResult, encode_jpeg
-from .miner import MinedFrame, frame_seed
-from .sky import make_sky_detector
-from .sources import WorkItem
-from .stereo import StereoPairError, stereo_depth
-from .stereo_io import load_stereo_pair, resolve_stereo_inputs
-from .stereo_pairs import sample_stereo_pairs
+from dynocc.schemas import failure_row, frame_row
+from dynocc.schemas.frames import CONFIDENCE_COLUMN
+from dynocc.factory.config import SourceOptions, StereoJobConfig
+from dynocc.factory.io.decode import InputError
+from dynocc.factory.core.flow import make_flow_backend
+from dynocc.factory.engine.job import ItemResult, encode_jpeg
+from dynocc.factory.core.miner import MinedFrame, frame_seed
+from dynocc.factory.core.sky import make_sky_detector
+from dynocc.factory.io.sources import WorkItem
+from dynocc.factory.core.stereo import StereoPairError, stereo_depth
+from dynocc.factory.io.stereo_inputs import load_stereo_pair, resolve_stereo_inputs
+from dynocc.factory.core.stereo_pairs import sample_stereo_pairs
 
 
 class StereoItemMiner:

@@ -42,8 +42,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from .config import BoundaryConfig
-from .sampling import sample
+from dynocc.factory.config import BoundaryConfig
+from dynocc.factory.core.sampling import sample
 
 
 # ---------------------------------------------------------------------------------------------

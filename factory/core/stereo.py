@@ -15,7 +15,7 @@ field, marked paper/ours there):
 * a coarse exhaustive search (:func:`initial_disparity`, SGBM at 1/4 size over ±30% of the width)
   as the flow's start, for backends that take one (DIS): DIS alone fails beyond ~19% of the width;
 * flow both ways in one batched call, ``flow_backend.flows_from([(L, R), (R, L)], start)`` (default
-  backend: OpenCV DIS medium, :class:`~dynocc.factory.flow.DISFlow`; ``flows`` for backends
+  backend: OpenCV DIS medium, :class:`~dynocc.factory.core.flow.DISFlow`; ``flows`` for backends
   without a start);
 * a small misalignment of the right view (vertical shift, rotation, scale: :class:`Misalignment`)
   fitted to the flow's vertical component, undone (:func:`align_right_view`) and the flow computed
@@ -49,7 +49,7 @@ value       meaning
             is inverse depth 0 (at infinity, but not sky: d <= 0, a parallel rig has none)
 ==========  ================================================================
 
-:func:`stereo_depth` runs it all for one pair: disparity, sky (:mod:`dynocc.factory.sky`, set to
+:func:`stereo_depth` runs it all for one pair: disparity, sky (:mod:`dynocc.factory.core.sky`, set to
 infinity), valid pixels within ``sky_guard`` px of the sky made unknown, and the PNG.
 
 :func:`decode_inverse_depth_png` gives back ``inv = (v - 2) / 65533`` in [0, 1] (NaN where v = 0,
@@ -65,10 +65,10 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from .config import StereoConfig
-from .flow import FlowBackend, make_flow_backend
-from .sampling import nearest_fill
-from .sky import SkyDetector, guard_sky, make_sky_detector
+from dynocc.factory.config import StereoConfig
+from dynocc.factory.core.flow import FlowBackend, make_flow_backend
+from dynocc.factory.core.sampling import nearest_fill
+from dynocc.factory.core.sky import SkyDetector, guard_sky, make_sky_detector
 
 PNG_UNKNOWN = 0
 PNG_SKY = 1
@@ -147,7 +147,7 @@ def disparity_uncertainty(disparity: np.ndarray, fb_error: np.ndarray, tolerance
     """Per-pixel uncertainty of the disparity, px (ours): half the left-right residual (at most
     ``tolerance``; a pixel beyond it is not valid anyway) plus the standard deviation of the disparity
     in its 5×5 neighbourhood (large at depth edges and where the flow is noisy; about 0.07 px on a
-    plane slanted by 0.05 px/px). What :func:`~dynocc.factory.stereo_pairs.stereo_pair_confidence`
+    plane slanted by 0.05 px/px). What :func:`~dynocc.factory.core.stereo_pairs.stereo_pair_confidence`
     weighs a pair's disparity gap against."""
     d = np.asarray(disparity, np.float32)
     mean = cv2.blur(d, (5, 5))
@@ -460,7 +460,7 @@ def stereo_depth(
 ) -> StereoDepth:
     """ReDWeb section 3.1 for one pair: :func:`disparity_from_flow`; for a usable pair, the sky
     (``sky_detector``, default from ``config.sky_detector``) set to infinity, valid pixels within
-    ``config.sky_guard`` px of it set unknown (:func:`~dynocc.factory.sky.guard_sky`), and the
+    ``config.sky_guard`` px of it set unknown (:func:`~dynocc.factory.core.sky.guard_sky`), and the
     16-bit PNG (:func:`inverse_depth_png`). A rejected pair gives no sky and no PNG."""
     config = config or StereoConfig()
     result = disparity_from_flow(left_rgb, right_rgb, flow_backend, config)

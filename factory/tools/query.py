@@ -1,7 +1,7 @@
 """SQL over mined shards with DuckDB: ``dynocc query``, and the reader behind ``show`` and ``export``.
 
 :func:`connect` opens an in-memory DuckDB database whose views read the **committed** Parquet
-files (:func:`dynocc.factory.writer.committed_files`) of one or more mining outputs, at any fsspec
+files (:func:`dynocc.factory.io.writer.committed_files`) of one or more mining outputs, at any fsspec
 URL. Local files are read by DuckDB's own Parquet reader; for a remote URL (``s3://``, ``gs://``,
 ``memory://`` ...) the fsspec filesystem is registered with DuckDB (``register_filesystem``), so no
 DuckDB extension (httpfs) is needed, and nothing is downloaded before the query runs.
@@ -38,7 +38,7 @@ from fsspec.core import url_to_fs
 
 from dynocc.schemas import FAILURE_SCHEMA, FRAME_SCHEMA
 
-from .writer import committed_files
+from dynocc.factory.io.writer import committed_files
 
 __all__ = [
     "QueryError",

@@ -35,10 +35,10 @@
 
 Other media reuse this walker (``@lists``, relative entries, schemes, de-duplication, unique
 ids, order) with their own per-path hooks: :func:`walk_inputs` with a :class:`Media`; see
-:mod:`dynocc.factory.stereo_io` (stereo photos).
+:mod:`dynocc.factory.io.stereo_inputs` (stereo photos).
 
 Nothing is downloaded here except ``@list`` files; remote items are fetched right before
-decoding by :func:`dynocc.factory.remote.fetch`.
+decoding by :func:`dynocc.factory.io.remote.fetch`.
 
 Problems never raise: they become failure dicts with the keys ``input, video_id, stage
 ('resolve'), error_type, message, attempts`` (error types ``not_found``, ``empty_folder``,
@@ -69,8 +69,8 @@ from pathlib import Path
 from typing import Callable, Optional
 from urllib.parse import unquote, urljoin, urlparse
 
-from .decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, InputError, list_frame_files, video_id_for
-from .remote import REMOTE_KINDS, YTDL_PREFIX, SourceOptions, filesystem, read_bytes
+from dynocc.factory.io.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, InputError, list_frame_files, video_id_for
+from dynocc.factory.io.remote import REMOTE_KINDS, YTDL_PREFIX, SourceOptions, filesystem, read_bytes
 
 
 @dataclass(frozen=True)
