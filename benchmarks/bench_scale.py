@@ -14,7 +14,7 @@ Not a test: run it by hand (it takes a few minutes on 2 cores; ``--quick`` well 
                               the flow model load per actor are still inside).
 
     Reported: frames mined per second and the ratio to ``local``. Per-stage rates on the same
-    clips, in this process: decode alone (``decode_frames``), decode + mine (``mine_item``:
+    clips, in this process: decode alone (``decode_frames``), decode + mine (``video_items.mine_item``:
     decode, flow, boundaries, votes, pairs, JPEG encoding) and the shard write
     (``ShardWriter.write_item``) of the mined rows.
 
@@ -93,7 +93,8 @@ def make_list(folder: Path, n: int) -> str:
 def stage_rates(clips: list[str], config, out: Path) -> dict:
     """Decode alone, decode+mine, and shard write, in this process, on the same clips."""
     from dynocc.factory.io.decode import decode_frames
-    from dynocc.factory.engine.job import item_extra_stats, mine_item
+    from dynocc.factory.engine.job import item_extra_stats
+    from dynocc.factory.engine.video_items import mine_item
     from dynocc.factory.core.miner import DynOccMiner
     from dynocc.factory.io.sources import resolve_inputs
     from dynocc.factory.io.writer import ShardWriter

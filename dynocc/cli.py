@@ -17,7 +17,8 @@ from typing import Optional
 from . import __version__
 from .config_loader import ConfigError, json_object as _json_object, load_config
 from .factory.config import MinerConfig, StereoJobConfig
-from .factory.engine.job import EXIT_USAGE, JobSummary, ItemResult, MineUsageError, run_mine_job
+from .factory.engine.items import ItemResult
+from .factory.engine.job import EXIT_USAGE, JobSummary, MineUsageError, run_mine_job
 
 
 def _add_config_flags(p: argparse.ArgumentParser, model: str) -> argparse._ArgumentGroup:
@@ -208,7 +209,7 @@ def cmd_mine_stereo(args) -> int:
 
 def _run_mine(args, config) -> int:
     """Both mining commands: the same engines, resume, failure rows and summary."""
-    from .factory.engine.job import resolver_for
+    from .factory.engine.miners import resolver_for
 
     if args.engine == "local":
         given = [flag for dest, flag in _RAY_ONLY_FLAGS if getattr(args, dest) is not None]
@@ -482,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .submit import add_parser as _add_submit_parser
 
-    _add_submit_parser(sub)  # dynocc submit JOB.yaml --address http://HEAD:8265
+    _add_submit_parser(sub).set_defaults(build_parser=build_parser)  # dynocc submit JOB.yaml --address http://HEAD:8265
     from .trainer.commands import add_eval_args, add_predict_args, add_train_args
 
     p = sub.add_parser("train", help="train the EncDecResNet on mined shards with Ray Train",

@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .config_loader import ConfigError, load_config
 from .jobspec import load_job_spec, spec_kind
@@ -161,12 +161,11 @@ def entrypoint_for(kind: str, spec_arg: str, out: Optional[str] = None, extra: O
     return shlex.join(argv + list(extra or []))
 
 
-def check_entrypoint(entrypoint: str) -> None:
-    """ConfigError if the local dynocc parser refuses the job's command (it would fail on the cluster)."""
+def check_entrypoint(entrypoint: str, build_parser: Callable[[], argparse.ArgumentParser]) -> None:
+    """ConfigError if the local dynocc parser (``build_parser()``, the CLI's) refuses the job's command
+    (it would fail on the cluster)."""
     import contextlib
     import io
-
-    from .cli import build_parser
 
     argv = shlex.split(entrypoint)[1:]
     err = io.StringIO()
@@ -240,11 +239,12 @@ def _env_vars(env_args: list[str]) -> dict[str, str]:
     return env
 
 
-def build_submission(spec: str, working_dir: Optional[str] = None, env: Optional[list[str]] = None,
-                     pip: Optional[list[str]] = None, out: Optional[str] = None,
+def build_submission(spec: str, build_parser: Callable[[], argparse.ArgumentParser], working_dir: Optional[str] = None,
+                     env: Optional[list[str]] = None, pip: Optional[list[str]] = None, out: Optional[str] = None,
                      extra: Optional[list[str]] = None) -> Submission:
-    """Validate ``spec`` and build the entrypoint and runtime environment (see the module doc).
-    Call :meth:`Submission.cleanup` once the job is submitted (the upload is done by then)."""
+    """Validate ``spec`` and build the entrypoint and runtime environment (see the module doc); the
+    entrypoint is checked with ``build_parser()`` (the CLI's parser, passed in so that this module does
+    not import the CLI). Call :meth:`Submission.cleanup` once the job is submitted (the upload is done by then)."""
     kind = validate_spec(spec)
     runtime_env: dict[str, Any] = {}
     env_vars = _env_vars(env or [])
@@ -283,7 +283,7 @@ def build_submission(spec: str, working_dir: Optional[str] = None, env: Optional
         runtime_env["working_dir"] = str(folder)
     entrypoint = entrypoint_for(kind, spec_arg, out, extra)
     try:
-        check_entrypoint(entrypoint)
+        check_entrypoint(entrypoint, build_parser)
     except ConfigError:
         if temp is not None:
             temp.cleanup()
@@ -356,7 +356,7 @@ def follow(client, job_id: str, out=None, settle_seconds: float = 30.0) -> tuple
 
 def cmd_submit(args) -> int:
     address = _address(args)
-    with build_submission(args.spec, args.working_dir, args.env, args.pip, args.out, args.args) as sub:
+    with build_submission(args.spec, args.build_parser, args.working_dir, args.env, args.pip, args.out, args.args) as sub:
         try:
             client = _client(address)
         except Exception as e:

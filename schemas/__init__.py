@@ -9,15 +9,8 @@ key-value metadata; :func:`read_table` checks both and validates on read.
 
 from .failures import FAILURE_COLUMNS, FAILURE_SCHEMA, failure_row, failures_table, validate_failures
 from .frames import FRAME_COLUMNS, FRAME_SCHEMA, PAIR_COLUMNS, frame_row, frames_table, validate_frames
-from .validate import (
-    SCHEMA_VERSION,
-    TABLE_KEY,
-    VERSION_KEY,
-    SchemaError,
-    check_metadata,
-    read_table,
-    validate_table,
-)
+from .read import read_table, validate_table
+from .validate import SCHEMA_VERSION, TABLE_KEY, VERSION_KEY, SchemaError, check_metadata
 
 __all__ = [
     "SCHEMA_VERSION",

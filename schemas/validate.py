@@ -6,19 +6,17 @@ Parquet stores in the file's key-value metadata:
 * ``dynocc.schema_version`` — :data:`SCHEMA_VERSION` (written; :data:`READABLE_VERSIONS` are read);
 * ``dynocc.table`` — ``'frames'`` or ``'failures'``.
 
-:func:`read_table` refuses files whose version or table kind is missing or
+:func:`~dynocc.schemas.read.read_table` refuses files whose version or table kind is missing or
 wrong, and validates columns, types and values before returning the table.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 SCHEMA_VERSION = "1.1"
 # Versions this code reads. 1.1 added the optional frame column ``pair_confidence`` (additive:
@@ -212,13 +210,6 @@ def row_of_element(lengths: np.ndarray, element: int) -> int:
 # ----------------------------------------------------------------------------- reading
 
 
-def _validators() -> dict[str, Callable[[pa.Table], pa.Table]]:
-    from .failures import validate_failures  # noqa: PLC0415 - avoid an import cycle
-    from .frames import validate_frames  # noqa: PLC0415
-
-    return {"frames": validate_frames, "failures": validate_failures}
-
-
 def check_metadata(metadata: dict | None, where: str, table: str | None = None) -> str:
     """Check version and kind in schema metadata; return the table kind."""
     md = {bytes(k).decode(errors="replace"): bytes(v).decode(errors="replace") for k, v in (metadata or {}).items()}
@@ -233,38 +224,3 @@ def check_metadata(metadata: dict | None, where: str, table: str | None = None) 
         want = " or ".join(repr(k) for k in expected)
         raise SchemaError(f"{where}: metadata {TABLE_KEY!r}: expected {want}, got {kind!r}", TABLE_KEY)
     return kind
-
-
-def validate_table(table: pa.Table, table_kind: str) -> pa.Table:
-    """Validate ``table`` as ``'frames'`` or ``'failures'``."""
-    validators = _validators()
-    if table_kind not in validators:
-        raise ValueError(f"table_kind must be one of {TABLE_KINDS}, got {table_kind!r}")
-    return validators[table_kind](table)
-
-
-def read_table(
-    path_or_url: str | os.PathLike,
-    storage_options: dict | None = None,
-    table: str | None = None,
-    columns: Iterable[str] | None = None,
-) -> pa.Table:
-    """Read one dynocc Parquet file from a local path or fsspec URL and validate it.
-
-    Checks ``dynocc.schema_version`` and ``dynocc.table`` (which must equal
-    ``table`` if given), then columns, types and values. ``columns`` limits what
-    is read; it must include every required column of the table kind.
-    Raises :class:`SchemaError` whose message starts with the file's URL.
-    """
-    from fsspec.core import url_to_fs  # noqa: PLC0415
-
-    url = os.fspath(path_or_url)
-    fs, path = url_to_fs(url, **(storage_options or {}))
-    with fs.open(path, "rb") as f:
-        pf = pq.ParquetFile(f)
-        kind = check_metadata(pf.schema_arrow.metadata, url, table)
-        data = pf.read(columns=list(columns) if columns is not None else None)
-    try:
-        return validate_table(data, kind)
-    except SchemaError as e:
-        raise SchemaError(f"{url}: {e}", e.column) from e

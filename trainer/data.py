@@ -34,6 +34,8 @@ from typing import Iterator, Optional
 import cv2
 import numpy as np
 
+from dynocc.factory.io.codecs import decode_rgb
+
 from .config import DataConfig, DataSource
 
 PAIR_KEYS = ("pair_ya", "pair_xa", "pair_yb", "pair_xb")
@@ -81,13 +83,6 @@ def crop_points(y: np.ndarray, x: np.ndarray, c: Crop) -> tuple[np.ndarray, np.n
     if c.flip:
         nx = c.size - 1 - nx
     return ny, nx, inside
-
-
-def decode_rgb(data: bytes) -> np.ndarray:
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError("image bytes could not be decoded")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def _stereo_pairs(depth_png: bytes, c: Crop, cfg: DataConfig, rng) -> tuple[np.ndarray, ...]:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dynocc.factory.io.codecs import decode_rgb
 from dynocc.factory.tools.export import diw_pair_line, read_diw_csv
 
 from .checkpoint import load_checkpoint
@@ -56,11 +57,7 @@ def read_image(url: str, storage_options: Optional[dict] = None) -> np.ndarray:
     import fsspec
 
     with fsspec.open(url, "rb", **(storage_options or {})) as f:
-        data = f.read()
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"cannot decode image {url}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return decode_rgb(f.read(), url)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -156,7 +153,6 @@ def evaluate_shards(predictor: Predictor, url: str, tau: float = 0.0, stereo_pai
     from dynocc.factory.core.stereo_pairs import PAPER_SAMPLING, sample_stereo_pairs
     from dynocc.factory.io.writer import read_frames
 
-    from .data import decode_rgb
 
     table = read_frames(url, storage_options)
     rng = np.random.default_rng(seed)

@@ -8,19 +8,12 @@ DIW-style ordered pairs (two random points of different true depth) for evaluati
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from dynocc.factory.core.stereo import inverse_depth_png
+from dynocc.factory.io.codecs import encode_jpeg
 from dynocc.factory.testing.synthetic import SyntheticScene, depth_order_truth
 from dynocc.schemas import frame_row
-
-
-def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return buf.tobytes()
 
 
 def ordered_pairs(depth: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:

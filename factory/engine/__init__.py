@@ -1,6 +1,9 @@
-"""Engines: run an item miner over many work items, locally or on Ray, with resume and accounting.
+"""Engines: run item miners over many work items, locally or on Ray, with resume and accounting.
 
-* ``job``: planning (resolve, skip committed items), the video item miner, the local engine
-* ``stereo_items``: the stereo item miner (one photo in, one row out)
+* ``items``: the :class:`~.items.ItemMiner` protocol the engines run, and its :class:`~.items.ItemResult`
+* ``miners``: which item miner a config asks for (one line per kind of work)
+* ``video_items``: DynOcc work (a video or frame folder in, frame rows out)
+* ``stereo_items``: ReDWeb work (one stereo photo in, one row out)
+* ``job``: planning (resolve, skip committed items), accounting, the local engine
 * ``ray_engine``: the same job on Ray Data, an actor pool of item miners
 """

@@ -1,8 +1,7 @@
 """A mining job: resolve inputs, decode, mine, write shards and failure rows.
 
-This is the thin layer around the pure miner. One work item (a video or a frame folder) is mined
-by :func:`mine_item`, which never raises for a bad input: it returns frame rows and failure rows.
-:func:`run_mine_job` drives the items through a :class:`~.writer.ShardWriter` in this process (the
+This is the thin layer around the item miners (:mod:`.items`; picked by :mod:`.miners`), which never
+raise for a bad input: they return frame rows and failure rows. :func:`run_mine_job` drives the items through a :class:`~.writer.ShardWriter` in this process (the
 ``local`` engine of ``dynocc mine``), skipping items that are already committed (so a rerun
 resumes), and returns a :class:`JobSummary`. :func:`.ray_engine.run_mine_job_ray` is the same job
 on Ray Data; both share :func:`plan_mine_job` (what to mine), :func:`forget_items`
@@ -12,25 +11,19 @@ same summary.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-import cv2
-import numpy as np
-
 from fsspec.core import url_to_fs
 
-from dynocc.schemas import failure_row, frame_row
-from dynocc.schemas.frames import CONFIDENCE_COLUMN
-from dynocc.factory.config import MinerConfig
-from dynocc.factory.io.decode import InputError, decode_frames
-from dynocc.factory.core.miner import DynOccMiner, MinedFrame
-from dynocc.factory.config import SourceOptions
-from dynocc.factory.io.remote import fetch
+from dynocc.factory.config import MinerConfig, SourceOptions
+from dynocc.factory.core.miner import MinedFrame
+from dynocc.factory.engine.items import ItemResult
+from dynocc.factory.engine.miners import item_miner_for, resolver_for
 from dynocc.factory.io.sources import WorkItem, resolve_inputs
 from dynocc.factory.io.writer import ItemStats, ShardWriter, committed_items
+from dynocc.schemas import failure_row
 
 # Exit codes of `dynocc mine` (documented in the README).
 EXIT_OK = 0
@@ -42,22 +35,6 @@ EXIT_NOTHING = 3  # every input failed
 class MineUsageError(ValueError):
     """Settings the job cannot run with (e.g. an actor pool larger than the cluster); nothing was
     mined or written. ``dynocc mine`` prints the message and exits with :data:`EXIT_USAGE`."""
-
-
-@dataclass
-class ItemResult:
-    item_key: str
-    video_id: Optional[str]
-    frame_rows: list[dict]
-    failures: list[dict]
-    frames_decoded: int = 0
-    frames_mined: int = 0
-    pairs: int = 0
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
 
 
 @dataclass
@@ -92,102 +69,6 @@ class JobSummary:
             "pairs_per_frame": round(self.pairs_per_frame, 2),
             "seconds": round(self.seconds, 2),
         }
-
-
-def encode_jpeg(image_rgb: np.ndarray, quality: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return buf.tobytes()
-
-
-def mined_frame_row(mined: MinedFrame, video_id: str, config: MinerConfig) -> dict:
-    """A frame row (schema v1.1, with ``pair_confidence``) for one mined frame."""
-    h, w = mined.image.shape[:2]
-    p = mined.pairs
-    return frame_row(
-        config.dataset, video_id, mined.frame_index, encode_jpeg(mined.image, config.jpeg_quality),
-        w, h, p.ya, p.xa, p.yb, p.xb, p.ordinal,
-        **({} if p.confidence is None else {CONFIDENCE_COLUMN: p.confidence}),
-    )
-
-
-def mine_item(
-    miner: DynOccMiner,
-    item: WorkItem,
-    on_frame: Optional[Callable[[MinedFrame], None]] = None,
-    keep_empty_frames: bool = False,
-) -> ItemResult:
-    """Decode and mine one item; a bad input becomes a failure row, never an exception."""
-    start = time.perf_counter()
-    result = ItemResult(item.input, item.video_id, [], [])
-    config = miner.config
-    decoded = 0
-
-    def counted(frames):
-        nonlocal decoded
-        for f in frames:
-            decoded += 1
-            yield f
-
-    try:
-        with fetch(item, config.source) as local:  # downloads remote inputs to a temp dir, removed after
-            video_id = result.video_id = local.video_id or item.video_id
-            frames = decode_frames(os.fspath(local), config.decode, min_frames=2 * config.boundary.baseline + 1)
-            for mined in miner.mine_video(counted(frames), video_id):
-                result.frames_mined += 1
-                if on_frame is not None:
-                    on_frame(mined)
-                if len(mined.pairs) or keep_empty_frames:
-                    result.frame_rows.append(mined_frame_row(mined, video_id, config))
-                    result.pairs += len(mined.pairs)
-    except InputError as e:
-        result.failures.append(failure_row(item.input, e.stage, e.error_type, e.message,
-                                           video_id=result.video_id, attempts=max(1, getattr(e, "attempts", 1) or 1)))
-    except Exception as e:  # a bug or an unexpected library error: record it, go on with the rest
-        result.failures.append(
-            failure_row(item.input, "mine", type(e).__name__, f"{type(e).__name__}: {e}", video_id=item.video_id)
-        )
-    result.frames_decoded = decoded
-    result.seconds = time.perf_counter() - start
-    return result
-
-
-class VideoItemMiner:
-    """DynOcc work: a video or frame folder in, one frame row per mined frame out.
-
-    The engines only see this small interface (``config``, ``resolve``, ``mine``), so the stereo
-    branch (:class:`~.stereo_job.StereoItemMiner`) runs on the same planning, resume, failure
-    handling, writer and Ray actor pool.
-    """
-
-    def __init__(self, config: MinerConfig):
-        self.config = config
-        self.miner = DynOccMiner(config)
-
-    @staticmethod
-    def resolve(inputs: list[str], source: Optional[SourceOptions] = None):
-        return resolve_inputs(inputs, source)
-
-    def mine(self, item: WorkItem, on_frame: Optional[Callable[[MinedFrame], None]] = None) -> ItemResult:
-        return mine_item(self.miner, item, on_frame=on_frame)
-
-
-def item_miner_for(config) -> "VideoItemMiner":
-    """The item miner a job's config asks for: DynOcc for a MinerConfig, ReDWeb stereo for a StereoJobConfig."""
-    if isinstance(config, MinerConfig):
-        return VideoItemMiner(config)
-    from dynocc.factory.engine.stereo_items import StereoItemMiner  # noqa: PLC0415
-
-    return StereoItemMiner(config)
-
-
-def resolver_for(config) -> Callable:
-    if isinstance(config, MinerConfig):
-        return VideoItemMiner.resolve
-    from dynocc.factory.engine.stereo_items import StereoItemMiner  # noqa: PLC0415
-
-    return StereoItemMiner.resolve
 
 
 def resolve_key(failure: dict) -> str:

@@ -9,15 +9,15 @@ Pipeline::
                    max_restarts=..., max_task_retries=...)
     driver: iter_rows() over small stats rows -> progress bar and JobSummary -> writer.finalize()
 
-Each actor builds one item miner (:func:`.job.item_miner_for`: the DynOcc miner or the stereo one) in ``__init__`` (the flow model is loaded once
+Each actor builds one item miner (:func:`.miners.item_miner_for`: the DynOcc miner or the stereo one) in ``__init__`` (the flow model is loaded once
 per actor, not per video) and one :class:`~.writer.ShardWriter`; for every item it calls
-:func:`.job.mine_item` and writes (and commits) the item's shards itself. Frames and pairs never go
+:func:`.video_items.mine_item` and writes (and commits) the item's shards itself. Frames and pairs never go
 through the driver: it only receives one stats row per item (item key, video id, frame and pair
 counts, failures, seconds), so a cluster mines into ``s3://`` without the driver holding data.
 
 Failures, from the mildest:
 
-* a bad input or any Python exception while mining: :func:`.job.mine_item` turns it into a failure
+* a bad input or any Python exception while mining: :func:`.video_items.mine_item` turns it into a failure
   row (as in the local engine); an exception while *writing* is caught per item in the actor and
   becomes a ``stage='write'`` failure row. Ray never sees an exception, so one bad video never
   fails the dataset.
@@ -63,18 +63,17 @@ from typing import Any, Callable, Iterator, Optional
 
 from dynocc.schemas import failure_row, read_table
 from dynocc.factory.config import MinerConfig
+from dynocc.factory.engine.items import ItemResult
 from dynocc.factory.engine.job import (
-    ItemResult,
     JobSummary,
     MineUsageError,
     account,
     forget_items,
     item_extra_stats,
-    item_miner_for,
-    resolver_for,
     plan_mine_job,
     write_resolve_failures,
 )
+from dynocc.factory.engine.miners import item_miner_for, resolver_for
 from dynocc.factory.io.sources import WorkItem
 from dynocc.factory.io.writer import ItemStats, ShardWriter, committed_items
 

@@ -18,7 +18,8 @@ from dynocc.schemas.frames import CONFIDENCE_COLUMN
 from dynocc.factory.config import SourceOptions, StereoJobConfig
 from dynocc.factory.io.decode import InputError
 from dynocc.factory.core.flow import make_flow_backend
-from dynocc.factory.engine.job import ItemResult, encode_jpeg
+from dynocc.factory.engine.items import ItemResult
+from dynocc.factory.io.codecs import encode_jpeg
 from dynocc.factory.core.miner import MinedFrame, frame_seed
 from dynocc.factory.core.sky import make_sky_detector
 from dynocc.factory.io.sources import WorkItem

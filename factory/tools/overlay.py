@@ -22,6 +22,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from dynocc.factory.io import codecs
+
 __all__ = [
     "CLOSER_RGB",
     "FARTHER_RGB",
@@ -222,12 +224,8 @@ def verdict_rgb(verdict) -> np.ndarray:
 
 
 def encode_png(image_rgb: np.ndarray) -> bytes:
-    """Encode an RGB (or grey) image as PNG bytes."""
-    img = _as_rgb_uint8(image_rgb)
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError("cv2.imencode failed to encode PNG")
-    return buf.tobytes()
+    """Encode an RGB (or grey) image as PNG bytes (:func:`dynocc.factory.io.codecs.encode_png`)."""
+    return codecs.encode_png(_as_rgb_uint8(image_rgb))
 
 
 def save_png(image_rgb: np.ndarray, path: str | os.PathLike, **storage_options) -> str:

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from fsspec.core import url_to_fs
 
+from dynocc.factory.io.codecs import decode_rgb
 from dynocc.factory.tools.export import frame_key, select_sql
 from dynocc.factory.tools.overlay import CLOSER_RGB, EQUAL_RGB, FARTHER_RGB, confidence_rgb, draw_pairs, encode_png
 from dynocc.factory.tools.query import connect, iter_batches
@@ -68,13 +69,6 @@ def depth_colour(depth_png: bytes, size: tuple[int, int] | None = None) -> np.nd
     if size is not None and rgb.shape[:2] != tuple(size):
         rgb = cv2.resize(rgb, (int(size[1]), int(size[0])), interpolation=cv2.INTER_NEAREST)
     return rgb
-
-
-def _decode_jpeg(data: bytes) -> np.ndarray:
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError("the image cell is not a decodable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 class _Out:
@@ -169,7 +163,7 @@ def render_gallery(
                 if colour_by == "confidence":
                     conf = row.get("pair_confidence")
                     lines = confidence_rgb(np.full(n, np.nan) if conf is None else np.asarray(conf, np.float64))
-                pic = draw_pairs(_decode_jpeg(row["image"]), row["pair_ya"], row["pair_xa"], row["pair_yb"],
+                pic = draw_pairs(decode_rgb(row["image"]), row["pair_ya"], row["pair_xa"], row["pair_yb"],
                                  row["pair_xb"], row["pair_ordinal"], line_rgb=lines)
                 overlay_rel = f"images/{key}.png"
                 target.put(overlay_rel, encode_png(pic))
