@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from .factory.io.storage import is_local
 from .config_loader import ConfigError, load_config
 from .jobspec import load_job_spec, spec_kind
 
@@ -130,10 +131,6 @@ class Submission:
         self.cleanup()
 
 
-def _is_url(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
 def validate_spec(path: str) -> str:
     """The spec's kind ('mine', 'mine-stereo', 'train') after validating it here; ConfigError if bad."""
     kind = spec_kind(path)
@@ -146,7 +143,7 @@ def validate_spec(path: str) -> str:
             raise ConfigError(f"job spec {path}: {e}") from None
     else:
         spec = load_job_spec(path)
-        local = [p for p in [*spec.inputs, spec.out or ""] if p and not _is_url(p.lstrip("@"))]
+        local = [p for p in [*spec.inputs, spec.out or ""] if p and is_local(p.lstrip("@"))]
         if local:
             print(f"dynocc submit: note: {', '.join(local[:3])}{' ...' if len(local) > 3 else ''}: local paths "
                   f"are read and written on the cluster's nodes; use s3:// or gs:// URLs for a multi-node cluster",
@@ -257,7 +254,7 @@ def build_submission(spec: str, build_parser: Callable[[], argparse.ArgumentPars
         wd = Path(working_dir).resolve()
         if not wd.is_dir():
             raise ConfigError(f"--working-dir {working_dir}: not a folder")
-        if _is_url(spec):
+        if not is_local(spec):
             spec_arg = spec
         else:
             spec_path = Path(spec).resolve()
@@ -272,7 +269,7 @@ def build_submission(spec: str, build_parser: Callable[[], argparse.ArgumentPars
         else:
             runtime_env["working_dir"] = str(wd)
         runtime_env["excludes"] = list(UPLOAD_EXCLUDES)
-    elif _is_url(spec):
+    elif not is_local(spec):
         spec_arg = spec  # the cluster reads it from storage
     else:
         temp = tempfile.TemporaryDirectory(prefix="dynocc-submit-")

@@ -6,10 +6,6 @@ import datetime as dt
 import json
 import pickle
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -118,14 +114,14 @@ def test_item_done_only_after_commit(tmp_path, monkeypatch):
     w = ShardWriter(str(tmp_path), rows_per_shard=2)
     assert not w.item_done("crash.mp4")
 
-    real_put = writer_mod._Root.put
+    real_put = writer_mod.StorageRoot.put
 
     def put_but_crash_on_commit(self, rel, data):
         if rel.startswith("stats/"):
             raise OSError("killed before commit")
         real_put(self, rel, data)
 
-    monkeypatch.setattr(writer_mod._Root, "put", put_but_crash_on_commit)
+    monkeypatch.setattr(writer_mod.StorageRoot, "put", put_but_crash_on_commit)
     with pytest.raises(OSError):
         w.write_item("crash.mp4", _rows(), _fail(), seconds=1.0)
     monkeypatch.undo()
@@ -191,51 +187,15 @@ def test_memory_url_and_pickle():
     assert read_failures(url).num_rows == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def s3_endpoint():
-    exe = Path(sys.executable).with_name("moto_server")
-    pytest.importorskip("s3fs")
-    if not exe.exists():
-        pytest.skip("moto_server not installed")
-    port = _free_port()
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 15
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.skip("moto_server did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def test_s3_via_moto(s3_endpoint, monkeypatch):
-    import s3fs
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    opts = {"client_kwargs": {"endpoint_url": s3_endpoint}, "skip_instance_cache": True}
-    s3fs.S3FileSystem(**opts).mkdir("shards")
-    url = "s3://shards/run1"
+def test_s3_via_moto(s3):
+    """On the shared moto S3 server (conftest), a fresh bucket, the AWS variables set for this test."""
+    opts = {**s3.storage_options, "skip_instance_cache": True}
+    url = s3.url("run1")
     w = ShardWriter(url, rows_per_shard=2, storage_options=opts)
     w.write_item("s3.mp4", _rows(indices=range(3)), _fail(), seconds=0.3)
     assert w.item_done("s3.mp4")
     files = committed_files(url, storage_options=opts)
-    assert files == [f"s3://shards/run1/frames/part-{item_hash('s3.mp4')}-{k:05d}.parquet" for k in range(2)]
+    assert files == [f"{url}/frames/part-{item_hash('s3.mp4')}-{k:05d}.parquet" for k in range(2)]
     assert read_frames(url, opts).column("frame_index").to_pylist() == [0, 1, 2]
     assert read_failures(url, opts).num_rows == 1
     assert w.finalize({})["frames"] == 3

@@ -34,6 +34,7 @@ from typing import Iterator, Optional
 import cv2
 import numpy as np
 
+from dynocc.factory.io.storage import is_url
 from dynocc.factory.io.codecs import decode_rgb
 
 from .config import DataConfig, DataSource
@@ -168,7 +169,7 @@ def source_files(src: DataSource, storage_options: Optional[dict] = None) -> tup
     """Committed frame files of a shard root (as URLs) and its number of rows."""
     from dynocc.factory.io.writer import committed_files, committed_items
 
-    url = src.url if "://" in src.url else os.path.abspath(src.url)  # Ray workers run elsewhere
+    url = src.url if is_url(src.url) else os.path.abspath(src.url)  # Ray workers run elsewhere
     files = committed_files(url, "frames", storage_options)
     if not files:
         raise DataError(f"no committed frame shards under {src.url}")

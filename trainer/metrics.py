@@ -14,6 +14,8 @@ from typing import Optional
 
 from fsspec.core import url_to_fs
 
+from dynocc.factory.io.storage import is_local
+
 from .checkpoint import _put, join
 
 COLUMNS = ("step", "loss", "accuracy", "pairs_ordered", "pairs_kept", "pairs_equal", "lr", "elapsed_s")
@@ -47,7 +49,7 @@ class MetricsLog:
         self.storage_options = storage_options
         self.rows = [r for r in read_metrics(out, storage_options) if r["step"] <= start_step]
         self.elapsed0 = self.rows[-1]["elapsed_s"] if self.rows else 0.0
-        local = "://" not in out or out.startswith("file://")
+        local = is_local(out)
         self.tb = _tensorboard(os.path.join(out.removeprefix("file://"), "tensorboard"), start_step + 1) \
             if tensorboard and local else None
 

@@ -21,6 +21,8 @@ import threading
 import time
 from typing import Optional
 
+from dynocc.factory.io.storage import is_local, is_url
+
 from .config import TrainConfig
 
 
@@ -154,7 +156,7 @@ def _init_ray(address: Optional[str], log_to_driver: bool) -> bool:
 
 
 def _absolute(url: Optional[str]) -> Optional[str]:
-    if url is None or "://" in url:
+    if url is None or is_url(url):
         return url
     return os.path.abspath(url)
 
@@ -179,7 +181,7 @@ def worker_resources(cfg: TrainConfig, free_cpus: float) -> dict:
 
 def _storage(out: str, storage_options: Optional[dict]) -> dict:
     """Where Ray Train keeps its own run state (not our checkpoints): ``OUT/ray_train``."""
-    if "://" not in out or out.startswith("file://"):
+    if is_local(out):
         return {"storage_path": os.path.abspath(os.path.join(out.removeprefix("file://"), "ray_train"))}
     from fsspec.core import url_to_fs
     from pyarrow.fs import FSSpecHandler, PyFileSystem

@@ -75,6 +75,7 @@ from dynocc.factory.engine.job import (
 )
 from dynocc.factory.engine.miners import item_miner_for, resolver_for
 from dynocc.factory.io.sources import WorkItem
+from dynocc.factory.io.storage import is_local
 from dynocc.factory.io.writer import ItemStats, ShardWriter, committed_items
 
 __all__ = ["run_mine_job_ray", "default_actors", "CRASH_ENV", "DEFAULT_MAX_TASK_RETRIES"]
@@ -226,7 +227,7 @@ def _warn_local_output_on_a_cluster(out: str) -> None:
     """Actors write the shards themselves: on several nodes a local path means several disks."""
     import ray
 
-    if "://" in os.fspath(out) and not os.fspath(out).startswith("file://"):
+    if not is_local(out):
         return
     if sum(1 for nd in ray.nodes() if nd.get("Alive")) > 1:
         print(f"dynocc: warning: --out {out} is a local path, but the Ray cluster has several nodes and each "

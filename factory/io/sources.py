@@ -61,7 +61,6 @@ import inspect
 import io
 import os
 import posixpath
-import re
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -71,6 +70,7 @@ from urllib.parse import unquote, urljoin, urlparse
 
 from dynocc.factory.io.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, InputError, list_frame_files, video_id_for
 from dynocc.factory.io.remote import REMOTE_KINDS, YTDL_PREFIX, SourceOptions, filesystem, read_bytes
+from dynocc.factory.io.storage import URL_SCHEME, is_url
 
 
 @dataclass(frozen=True)
@@ -363,7 +363,7 @@ RESOLVERS: dict[str, Callable[..., Resolved]] = {
     **{scheme: _resolve_fsspec for scheme in sorted(FSSPEC_SCHEMES)},
 }
 
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_SCHEME = URL_SCHEME
 
 
 @lru_cache(maxsize=64)
@@ -457,17 +457,13 @@ def _read_list(path: Path) -> list[str]:
     return _parse_list(path.read_bytes(), path.name)
 
 
-def _is_url(entry: str) -> bool:
-    return _SCHEME.match(entry) is not None
-
-
 def _join(base: Optional[str], entry: str) -> str:
     """``entry`` relative to the list file at ``base`` (a local path or an URL)."""
-    if base is None or _is_url(entry) or entry.lower().startswith(YTDL_PREFIX):
+    if base is None or is_url(entry) or entry.lower().startswith(YTDL_PREFIX):
         return entry
     if os.path.isabs(os.path.expanduser(entry)):
         return entry
-    if _is_url(base):
+    if is_url(base):
         if base.lower().startswith(("http://", "https://")):
             return urljoin(base, entry)
         scheme, rest = base.split("://", 1)
@@ -481,7 +477,7 @@ def _expand_list(entry: str, location: str, seen_lists: set[str], options: Sourc
     (``media``: see :class:`Media`; ``None`` for videos)."""
     if location.lower().startswith("file://"):
         location = unquote(urlparse(location).path)
-    if _is_url(location):
+    if is_url(location):
         scheme = location.split("://", 1)[0].lower()
         if scheme not in ("http", "https") and scheme not in FSSPEC_SCHEMES:
             return [], [failure(entry, "unsupported_scheme",

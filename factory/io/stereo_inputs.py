@@ -75,6 +75,7 @@ import numpy as np
 
 from dynocc.factory.io.decode import InputError, resize_long_side
 from dynocc.factory.io.remote import SourceOptions, read_bytes
+from dynocc.factory.io.storage import is_url
 from dynocc.factory.io.sources import (
     FSSPEC_SCHEMES,
     Media,
@@ -82,7 +83,6 @@ from dynocc.factory.io.sources import (
     WorkItem,
     _children,
     _has_magic,
-    _is_url,
     _join,
     _store_url,
     _url_stem,
@@ -152,11 +152,11 @@ def stereo_sources(item: WorkItem) -> list[str]:
 
 def is_remote_stereo(item: WorkItem) -> bool:
     """Whether :func:`load_stereo_pair` downloads any file of this item."""
-    return any(_is_url(s) and not s.lower().startswith("file://") for s in stereo_sources(item))
+    return any(is_url(s) and not s.lower().startswith("file://") for s in stereo_sources(item))
 
 
 def _stem(source: str) -> str:
-    return _url_stem(source) if _is_url(source) else Path(source).stem
+    return _url_stem(source) if is_url(source) else Path(source).stem
 
 
 # --------------------------------------------------------------------------- resolve: local
@@ -257,7 +257,7 @@ def _pair_side(entry: str, location: str) -> str:
     if entry.lower().startswith("file://"):
         return os.path.abspath(unquote(urlparse(entry).path))
     joined = _join(location, entry)
-    return joined if _is_url(joined) else os.path.abspath(os.path.expanduser(joined))
+    return joined if is_url(joined) else os.path.abspath(os.path.expanduser(joined))
 
 
 def _read_pairs(data: bytes, name: str, location: str, options: SourceOptions) -> Optional[Resolved]:
@@ -287,13 +287,13 @@ def _read_pairs(data: bytes, name: str, location: str, options: SourceOptions) -
             failures.append(failure(where, "bad_list", f"{where}: a pair needs both left and right"))
             continue
         sides = [_pair_side(left, location), _pair_side(right, location)]
-        bad = [s for s in sides if _is_url(s) and s.split("://", 1)[0].lower() not in _URL_SCHEMES]
+        bad = [s for s in sides if is_url(s) and s.split("://", 1)[0].lower() not in _URL_SCHEMES]
         value = pair_input(*sides)
         if bad:
             failures.append(failure(value, "unsupported_scheme",
                                     f"{where}: URL scheme of {bad[0]!r} is not supported", _stem(sides[0])))
             continue
-        missing = [(side, s) for side, s in zip(("left", "right"), sides) if not _is_url(s) and not os.path.isfile(s)]
+        missing = [(side, s) for side, s in zip(("left", "right"), sides) if not is_url(s) and not os.path.isfile(s)]
         if missing:
             side, s = missing[0]
             failures.append(failure(value, "not_found", f"{where}: {side} image {s} not found", _stem(sides[0])))
@@ -308,7 +308,7 @@ def _read_pairs(data: bytes, name: str, location: str, options: SourceOptions) -
 
 
 def _key(source: str) -> str:
-    return source if _is_url(source) else os.path.realpath(source)
+    return source if is_url(source) else os.path.realpath(source)
 
 
 def _dedup_key(item: WorkItem) -> str:
@@ -349,7 +349,7 @@ def resolve_stereo_inputs(inputs: list[str], options: "SourceOptions | dict | No
 def _read(source: str, options: SourceOptions) -> bytes:
     if source.lower().startswith("file://"):
         source = unquote(urlparse(source).path)
-    if _is_url(source):
+    if is_url(source):
         data, _ = read_bytes(source, options, stage="download")
         return data
     try:

@@ -22,16 +22,15 @@ import hashlib
 import io
 import json
 import os
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from fsspec.core import url_to_fs
+from dynocc.factory.io.storage import StorageRoot
 
 from dynocc.schemas import (
     FAILURE_SCHEMA,
@@ -60,9 +59,6 @@ FAILURES_DIR = "failures"
 STATS_DIR = "stats"
 SUCCESS_FILE = "_SUCCESS"
 
-# Uploads to these stores are atomic (an object appears only when complete), and
-# rename would be a copy: write in place.
-_ATOMIC_PUT_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory", "oss", "r2"}
 
 
 def item_hash(item_key: str) -> str:
@@ -91,66 +87,6 @@ class ItemStats:
     def from_dict(cls, d: dict) -> "ItemStats":
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def _protocol(fs) -> str:
-    p = fs.protocol
-    return p[0] if isinstance(p, (tuple, list)) else p
-
-
-class _Root:
-    """An fsspec filesystem plus the root path of an output folder."""
-
-    def __init__(self, out_url: str, storage_options: dict | None):
-        self.url = os.fspath(out_url)
-        self.fs, root = url_to_fs(self.url, **(storage_options or {}))
-        self.root = root.rstrip("/") or "/"
-        self.plain = "://" not in self.url  # local path given: hand back local paths
-
-    def path(self, rel: str) -> str:
-        return f"{self.root}/{rel}" if self.root != "/" else f"/{rel}"
-
-    def to_url(self, rel: str) -> str:
-        p = self.path(rel)
-        return p if self.plain else self.fs.unstrip_protocol(p)
-
-    def put(self, rel: str, data: bytes) -> None:
-        """Write ``data`` to ``rel`` so that it appears whole or not at all."""
-        path = self.path(rel)
-        parent = path.rsplit("/", 1)[0]
-        if _protocol(self.fs) in _ATOMIC_PUT_PROTOCOLS:
-            self.fs.pipe_file(path, data)
-            return
-        self.fs.makedirs(parent, exist_ok=True)
-        tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.tmp-{uuid.uuid4().hex[:12]}"
-        try:
-            with self.fs.open(tmp, "wb") as f:
-                f.write(data)
-            self.fs.mv(tmp, path)
-        except BaseException:
-            if self.fs.exists(tmp):
-                self.fs.rm(tmp)
-            raise
-
-    def exists(self, rel: str) -> bool:
-        path = self.path(rel)
-        self.fs.invalidate_cache(path.rsplit("/", 1)[0])
-        return self.fs.exists(path)
-
-    def glob(self, rel_pattern: str) -> list[str]:
-        """Relative paths matching a glob, sorted."""
-        self.fs.invalidate_cache(self.path(rel_pattern.split("/", 1)[0]))
-        prefix = self.root.rstrip("/") + "/"
-        found = self.fs.glob(self.path(rel_pattern))
-        return sorted(p[len(prefix):] for p in found if p.startswith(prefix))
-
-    def cat(self, rels: Sequence[str]) -> dict[str, bytes]:
-        if not rels:
-            return {}
-        paths = [self.path(r) for r in rels]
-        got = self.fs.cat(paths, on_error="omit")
-        by_path = {self.fs._strip_protocol(k): v for k, v in got.items()}
-        return {r: by_path[self.fs._strip_protocol(p)] for r, p in zip(rels, paths) if self.fs._strip_protocol(p) in by_path}
 
 
 @lru_cache(maxsize=64)
@@ -212,7 +148,7 @@ class ShardWriter:
         self.out_url = os.fspath(out_url)
         self.rows_per_shard = int(rows_per_shard)
         self.storage_options = dict(storage_options or {})
-        self._root: _Root | None = None
+        self._root: StorageRoot | None = None
 
     def __getstate__(self) -> dict:
         return {"out_url": self.out_url, "rows_per_shard": self.rows_per_shard, "storage_options": self.storage_options}
@@ -225,9 +161,9 @@ class ShardWriter:
         return f"ShardWriter({self.out_url!r}, rows_per_shard={self.rows_per_shard})"
 
     @property
-    def _r(self) -> _Root:
+    def _r(self) -> StorageRoot:
         if self._root is None:
-            self._root = _Root(self.out_url, self.storage_options)
+            self._root = StorageRoot(self.out_url, self.storage_options)
         return self._root
 
     @staticmethod
@@ -327,7 +263,7 @@ def _json_bytes(obj: dict) -> bytes:
 
 def committed_items(out_url: str, storage_options: dict | None = None) -> list[ItemStats]:
     """Stats of every committed item under ``out_url``, sorted by item id."""
-    root = _Root(out_url, storage_options)
+    root = StorageRoot(out_url, storage_options)
     rels = root.glob(f"{STATS_DIR}/*.json")
     blobs = root.cat(rels)
     return [ItemStats.from_dict(json.loads(blobs[r])) for r in rels if r in blobs]
@@ -340,7 +276,7 @@ def committed_files(out_url: str, kind: str = "frames", storage_options: dict | 
     """
     if kind not in (FRAMES_DIR, FAILURES_DIR):
         raise ValueError(f"kind must be 'frames' or 'failures', got {kind!r}")
-    root = _Root(out_url, storage_options)
+    root = StorageRoot(out_url, storage_options)
     rels = sorted({f for s in committed_items(out_url, storage_options) for f in s.files if f.startswith(kind + "/")})
     return [root.to_url(r) for r in rels]
 
@@ -367,7 +303,7 @@ def read_failures(out_url: str, storage_options: dict | None = None) -> pa.Table
 
 def read_summary(out_url: str, storage_options: dict | None = None) -> dict | None:
     """The ``_SUCCESS`` JSON written by :meth:`ShardWriter.finalize`, or None if absent."""
-    root = _Root(out_url, storage_options)
+    root = StorageRoot(out_url, storage_options)
     if not root.exists(SUCCESS_FILE):
         return None
     return json.loads(root.fs.cat_file(root.path(SUCCESS_FILE)))

@@ -53,6 +53,7 @@ from typing import Iterator
 
 from fsspec.core import url_to_fs
 
+from dynocc.factory.io.storage import StorageRoot, is_url
 from dynocc.factory.tools.query import connect, iter_batches
 
 __all__ = [
@@ -133,28 +134,6 @@ class DIWPair:
     height: int
 
 
-class _Target:
-    """An output root on any fsspec filesystem."""
-
-    def __init__(self, url: str, storage_options: dict | None):
-        self.url = os.fspath(url)
-        self.fs, path = url_to_fs(self.url, **(storage_options or {}))
-        self.path = path.rstrip("/") or "/"
-        self.plain = "://" not in self.url
-
-    def join(self, rel: str) -> str:
-        return posixpath.join(self.path, rel) if self.path != "/" else "/" + rel
-
-    def to_url(self, path: str) -> str:
-        return path if self.plain else self.fs.unstrip_protocol(path)
-
-    def makedirs(self, path: str) -> None:
-        self.fs.makedirs(path, exist_ok=True)
-
-    def put(self, path: str, data: bytes) -> None:
-        self.fs.pipe_file(path, data)
-
-
 def _rows(data, storage_options, where, limit) -> Iterator[dict]:
     con = connect(data, storage_options, with_images=True)
     try:
@@ -164,12 +143,12 @@ def _rows(data, storage_options, where, limit) -> Iterator[dict]:
         con.close()
 
 
-def _split_file(target: _Target, suffixes: tuple[str, ...], default_name: str) -> tuple[str, str]:
+def _split_file(target: StorageRoot, suffixes: tuple[str, ...], default_name: str) -> tuple[str, str]:
     """(folder, annotation file path) for ``out``: a file when it ends in ``suffixes``, else a folder."""
-    if target.path.lower().endswith(suffixes):
-        folder = posixpath.dirname(target.path) or "/"
-        return folder, target.path
-    return target.path, target.join(default_name)
+    if target.root.lower().endswith(suffixes):
+        folder = posixpath.dirname(target.root) or "/"
+        return folder, target.root
+    return target.root, target.path(default_name)
 
 
 def _pairs_1_indexed(row: dict) -> list[list]:
@@ -178,19 +157,19 @@ def _pairs_1_indexed(row: dict) -> list[list]:
                                          row["pair_ordinal"])]
 
 
-def _export_images_and_lines(rows, target: _Target, folder: str, file_path: str, summary: ExportSummary,
+def _export_images_and_lines(rows, target: StorageRoot, folder: str, file_path: str, summary: ExportSummary,
                              lines_of) -> None:
     """Shared by diw-csv and youtube3d: images under ``folder/images``, text lines into ``file_path``."""
-    target.makedirs(posixpath.join(folder, "images"))
+    target.fs.makedirs(posixpath.join(folder, "images"), exist_ok=True)
     with target.fs.open(file_path, "w", encoding="utf-8", newline="") as f:
         for row in rows:
             key = frame_key(row["dataset"], row["video_id"], row["frame_index"])
             rel = f"./images/{key}.jpg"
-            target.put(posixpath.join(folder, "images", f"{key}.jpg"), row["image"])
+            target.put_path(posixpath.join(folder, "images", f"{key}.jpg"), row["image"])
             f.write(lines_of(rel, row))
             summary.frames += 1
             summary.pairs += len(row["pair_ordinal"])
-    summary.files.append(target.to_url(file_path))
+    summary.files.append(target.url_of(file_path))
 
 
 def _diw_lines(rel: str, row: dict) -> str:
@@ -222,10 +201,10 @@ def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _export_webdataset(rows, target: _Target, summary: ExportSummary, shard_size: int) -> None:
+def _export_webdataset(rows, target: StorageRoot, summary: ExportSummary, shard_size: int) -> None:
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
-    target.makedirs(target.path)
+    target.fs.makedirs(target.root, exist_ok=True)
     shard, in_shard, f, tar = 0, 0, None, None
 
     def close() -> None:
@@ -237,10 +216,10 @@ def _export_webdataset(rows, target: _Target, summary: ExportSummary, shard_size
         for row in rows:
             if tar is None or in_shard >= shard_size:
                 close()
-                path = target.join(f"shard-{shard:06d}.tar")
+                path = target.path(f"shard-{shard:06d}.tar")
                 f = target.fs.open(path, "wb")
                 tar = tarfile.open(fileobj=f, mode="w|", format=tarfile.USTAR_FORMAT)
-                summary.files.append(target.to_url(path))
+                summary.files.append(target.url_of(path))
                 shard, in_shard = shard + 1, 0
             key = frame_key(row["dataset"], row["video_id"], row["frame_index"])
             meta = {
@@ -284,10 +263,10 @@ def export(
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    target = _Target(out, out_storage_options if out_storage_options is not None else storage_options)
+    target = StorageRoot(out, out_storage_options if out_storage_options is not None else storage_options)
     rows = _rows(data, storage_options, where, limit)
     if fmt == "webdataset":
-        summary = ExportSummary(fmt, target.to_url(target.path))
+        summary = ExportSummary(fmt, target.url_of(target.root))
         _export_webdataset(rows, target, summary, shard_size)
         return summary
     if fmt == "diw-csv":
@@ -296,7 +275,7 @@ def export(
     else:
         folder, file_path = _split_file(target, (".jsonl",), "annotations.jsonl")
         lines_of = _youtube3d_line
-    summary = ExportSummary(fmt, target.to_url(file_path))
+    summary = ExportSummary(fmt, target.url_of(file_path))
     _export_images_and_lines(rows, target, folder, file_path, summary, lines_of)
     return summary
 
@@ -306,9 +285,9 @@ def export(
 
 def resolve_diw_image(image_line: str, root: str) -> str:
     """An image line of a DIW CSV as a path or URL: absolute ones as they are, others under ``root``."""
-    if "://" in image_line or image_line.startswith("/"):
+    if is_url(image_line) or image_line.startswith("/"):
         return image_line
-    if "://" in root:
+    if is_url(root):
         scheme, rest = root.split("://", 1)
         return f"{scheme}://" + posixpath.normpath(posixpath.join(rest, image_line))
     return os.path.normpath(os.path.join(root, image_line))
@@ -341,8 +320,8 @@ def read_diw_csv(path: str | os.PathLike, storage_options: dict | None = None,
     url = os.fspath(path)
     fs, fs_path = url_to_fs(url, **(storage_options or {}))
     if image_root is None:
-        parent = posixpath.dirname(fs_path) if "://" in url else os.path.dirname(os.path.abspath(url))
-        image_root = fs.unstrip_protocol(parent) if "://" in url else parent
+        parent = posixpath.dirname(fs_path) if is_url(url) else os.path.dirname(os.path.abspath(url))
+        image_root = fs.unstrip_protocol(parent) if is_url(url) else parent
     with fs.open(fs_path, "r", encoding="utf-8", newline="") as f:
         lines = [(i + 1, line.strip()) for i, line in enumerate(f.read().splitlines())]
     lines = [(n, line) for n, line in lines if line]

@@ -38,6 +38,7 @@ from fsspec.core import url_to_fs
 
 from dynocc.schemas import FAILURE_SCHEMA, FRAME_SCHEMA
 
+from dynocc.factory.io.storage import is_local
 from dynocc.factory.io.writer import committed_files
 
 __all__ = [
@@ -80,10 +81,6 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def _is_local(url: str) -> bool:
-    return "://" not in url or url.startswith("file://")
-
-
 def _file_list(urls: Sequence[str]) -> str:
     return "[" + ", ".join(_sql_str(u) for u in urls) + "]"
 
@@ -105,7 +102,7 @@ class _Sources:
                 listed = dict(zip(("frames", "failures"), pool.map(
                     lambda kind: committed_files(root, kind, storage_options), ("frames", "failures"))))
             for kind, urls in listed.items():
-                if _is_local(root):
+                if is_local(root):
                     self.local[kind].extend(u[len("file://"):] if u.startswith("file://") else u for u in urls)
                 elif urls:
                     self.remote[kind].setdefault(id(fs), (fs, []))[1].extend(fs._strip_protocol(u) for u in urls)

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from fsspec.core import url_to_fs
 
 from dynocc.factory.io.codecs import decode_rgb
+from dynocc.factory.io.storage import StorageRoot
 from dynocc.factory.tools.export import frame_key, select_sql
 from dynocc.factory.tools.overlay import CLOSER_RGB, EQUAL_RGB, FARTHER_RGB, confidence_rgb, draw_pairs, encode_png
 from dynocc.factory.tools.query import connect, iter_batches
@@ -71,20 +71,10 @@ def depth_colour(depth_png: bytes, size: tuple[int, int] | None = None) -> np.nd
     return rgb
 
 
-class _Out:
-    def __init__(self, url: str, storage_options: dict | None):
-        self.url = os.fspath(url)
-        self.fs, self.root = url_to_fs(self.url, **(storage_options or {}))
-        self.root = self.root.rstrip("/")
-        self.plain = "://" not in self.url
-        self.fs.makedirs(self.root, exist_ok=True)
-
-    def put(self, rel: str, data: bytes) -> str:
-        path = f"{self.root}/{rel}"
-        parent = path.rsplit("/", 1)[0]
-        self.fs.makedirs(parent, exist_ok=True)
-        self.fs.pipe_file(path, data)
-        return path if self.plain else self.fs.unstrip_protocol(path)
+def _out_root(url: str, storage_options: dict | None) -> StorageRoot:
+    root = StorageRoot(url, storage_options)
+    root.fs.makedirs(root.root, exist_ok=True)
+    return root
 
 
 _CSS = """
@@ -150,7 +140,7 @@ def render_gallery(
     if colour_by not in ("order", "confidence"):
         raise ValueError(f"colour_by must be 'order' or 'confidence', got {colour_by!r}")
     con = connect(data, storage_options, with_images=True)
-    target = _Out(out, out_storage_options if out_storage_options is not None else storage_options)
+    target = _out_root(out, out_storage_options if out_storage_options is not None else storage_options)
     gallery = Gallery(out=target.url, index="")
     try:
         columns = {r[0] for r in con.execute("DESCRIBE frames").fetchall()}

@@ -1,0 +1,106 @@
+"""Storage: the one place that knows about URLs and writes under an output root (fsspec).
+
+* :func:`is_url` / :func:`is_local`: what a user-given location is (a plain path, ``file://``, or a
+  URL of another filesystem);
+* :class:`StorageRoot`: a filesystem plus a root folder; its :meth:`~StorageRoot.put` writes a file so
+  that it appears whole or not at all: object stores (S3, GCS, Azure, memory, ...) make a single PUT
+  visible atomically; elsewhere the bytes go to a hidden temp file beside the target, which is then
+  renamed over it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from typing import Sequence
+
+from fsspec.core import url_to_fs
+
+# Uploads to these stores are atomic (an object appears only when complete), and
+# rename would be a copy: write in place.
+_ATOMIC_PUT_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory", "oss", "r2"}
+
+
+URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    """True for ``scheme://...`` (including ``file://``), False for a plain path."""
+    return URL_SCHEME.match(os.fspath(location)) is not None
+
+
+def is_local(location: str | os.PathLike) -> bool:
+    """True for a plain path or a ``file://`` URL: something on this machine's disk."""
+    loc = os.fspath(location)
+    return not is_url(loc) or loc.startswith("file://")
+
+
+def _protocol(fs) -> str:
+    p = fs.protocol
+    return p[0] if isinstance(p, (tuple, list)) else p
+
+
+class StorageRoot:
+    """An fsspec filesystem plus the root path of an output folder: the one place that writes under a
+    root (shards, commit records, gallery pages, exports, pictures), with one atomic-write rule."""
+
+    def __init__(self, out_url: str, storage_options: dict | None):
+        self.url = os.fspath(out_url)
+        self.fs, root = url_to_fs(self.url, **(storage_options or {}))
+        self.root = root.rstrip("/") or "/"
+        self.plain = not is_url(self.url)  # local path given: hand back local paths
+
+    def path(self, rel: str) -> str:
+        return f"{self.root}/{rel}" if self.root != "/" else f"/{rel}"
+
+    def to_url(self, rel: str) -> str:
+        """The URL of ``rel`` under the root (a local path for a local root)."""
+        return self.url_of(self.path(rel))
+
+    def url_of(self, path: str) -> str:
+        """The URL of a path of this filesystem (a local path for a local root)."""
+        return path if self.plain else self.fs.unstrip_protocol(path)
+
+    def put(self, rel: str, data: bytes) -> str:
+        """Write ``data`` to ``rel`` so that it appears whole or not at all; returns its URL
+        (a local path for a local root)."""
+        self.put_path(self.path(rel), data)
+        return self.to_url(rel)
+
+    def put_path(self, path: str, data: bytes) -> None:
+        """:meth:`put` for a path of this filesystem (e.g. from :meth:`path`)."""
+        parent = path.rsplit("/", 1)[0]
+        if _protocol(self.fs) in _ATOMIC_PUT_PROTOCOLS:
+            self.fs.pipe_file(path, data)
+            return
+        self.fs.makedirs(parent, exist_ok=True)
+        tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.tmp-{uuid.uuid4().hex[:12]}"
+        try:
+            with self.fs.open(tmp, "wb") as f:
+                f.write(data)
+            self.fs.mv(tmp, path)
+        except BaseException:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
+            raise
+
+    def exists(self, rel: str) -> bool:
+        path = self.path(rel)
+        self.fs.invalidate_cache(path.rsplit("/", 1)[0])
+        return self.fs.exists(path)
+
+    def glob(self, rel_pattern: str) -> list[str]:
+        """Relative paths matching a glob, sorted."""
+        self.fs.invalidate_cache(self.path(rel_pattern.split("/", 1)[0]))
+        prefix = self.root.rstrip("/") + "/"
+        found = self.fs.glob(self.path(rel_pattern))
+        return sorted(p[len(prefix):] for p in found if p.startswith(prefix))
+
+    def cat(self, rels: Sequence[str]) -> dict[str, bytes]:
+        if not rels:
+            return {}
+        paths = [self.path(r) for r in rels]
+        got = self.fs.cat(paths, on_error="omit")
+        by_path = {self.fs._strip_protocol(k): v for k, v in got.items()}
+        return {r: by_path[self.fs._strip_protocol(p)] for r, p in zip(rels, paths) if self.fs._strip_protocol(p) in by_path}
