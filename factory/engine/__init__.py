@@ -6,4 +6,5 @@
 * ``stereo_items``: ReDWeb work (one stereo photo in, one row out)
 * ``job``: planning (resolve, skip committed items), accounting, the local engine
 * ``ray_engine``: the same job on Ray Data, an actor pool of item miners
+* ``ray_console``: Ray on the console (logs hidden, errors one line); the one user of Ray's private API
 """

@@ -54,9 +54,7 @@ import contextlib
 import json
 import logging
 import os
-import re
 import sys
-import threading
 import time
 import warnings
 from typing import Any, Callable, Iterator, Optional
@@ -64,6 +62,7 @@ from typing import Any, Callable, Iterator, Optional
 from dynocc.schemas import failure_row, read_table
 from dynocc.factory.config import MinerConfig
 from dynocc.factory.engine.items import ItemResult
+from dynocc.factory.engine.ray_console import quiet_ray, short_error
 from dynocc.factory.engine.job import (
     JobSummary,
     MineUsageError,
@@ -235,148 +234,19 @@ def _warn_local_output_on_a_cluster(out: str) -> None:
               file=sys.stderr, flush=True)
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _short_error(e: BaseException) -> str:
-    """``Type: first line`` of an exception, plus its last line when that differs: a Ray error
-    carries the remote traceback, whose last line names the real cause."""
-    lines = [ln.strip() for ln in _ANSI.sub("", str(e)).strip().splitlines() if ln.strip()]
-    text = f"{type(e).__name__}: {lines[0][:300] if lines else ''}"
-    if len(lines) > 1 and lines[-1] != lines[0]:
-        text += f" ... {lines[-1][:300]}"
-    return text
-
-
-class _OneLineHandler(logging.Handler):
-    """Ray Data errors on stderr as one line each, without the traceback."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            msg = record.getMessage().splitlines()[0] if record.getMessage() else ""
-            if record.exc_info and record.exc_info[1] is not None:
-                msg += f" ({_short_error(record.exc_info[1])})"
-            print(f"ray: {msg}", file=sys.stderr, flush=True)
-        except Exception:
-            self.handleError(record)
-
-
-# Known-benign lines the Ray core (C++) prints on the driver's stderr, dropped by _quiet_ray.
-# Ray 2.60 logs this ERROR-level line for every Ray Data actor pool, because Ray Data passes its
-# DataContext to the actors as an object ref and enables actor restarts; Ray Data keeps that ref
-# alive for the whole run, so the restart it warns about cannot fail here.
-_BENIGN_STDERR = (b"has constructor arguments in the object store and max_restarts > 0",)
-
-
 @contextlib.contextmanager
-def _drop_stderr_lines(patterns: tuple[bytes, ...]) -> Iterator[None]:
-    """Filter lines containing ``patterns`` out of file descriptor 2 (C++ logs bypass Python).
-
-    Everything else is forwarded at once, chunk by chunk (progress bars are not held back).
-    """
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (AttributeError, OSError, ValueError):
-        yield
-        return
-    r, w = os.pipe()
-    os.dup2(w, 2)
-    os.close(w)
-
-    def pump() -> None:
-        with os.fdopen(r, "rb", buffering=0) as src:
-            while True:
-                chunk = src.read(65536)
-                if not chunk:
-                    return
-                if any(p in chunk for p in patterns):
-                    chunk = b"".join(line for line in chunk.splitlines(keepends=True)
-                                     if not any(p in line for p in patterns))
-                try:
-                    os.write(saved, chunk)
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=pump, name="dynocc-stderr-filter", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        try:
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-        os.dup2(saved, 2)  # closes the pipe's last write end: the pump drains it and stops
-        thread.join(timeout=5)
-        os.close(saved)
-
-
-@contextlib.contextmanager
-def _quiet_ray(enabled: bool) -> Iterator[None]:
-    """Hide Ray's INFO logs and progress bars; print its errors on stderr as single lines.
-
-    Ray Data's console handler is muted and replaced by :class:`_OneLineHandler` at ERROR level;
-    error messages the raylet pushes to the driver (worker crashes, task retries), which Ray
-    prints to *stdout*, go to stderr as their first two sentences instead; one known-benign C++
-    line is dropped (:data:`_BENIGN_STDERR`). Everything is restored on
-    exit. Ray's full logs stay in its session folder (``/tmp/ray/session_latest/logs``).
-    """
+def _errored_blocks_dropped() -> Iterator[None]:
+    """``DataContext.max_errored_blocks = -1`` for the run: a block that keeps crashing its worker is
+    dropped and the rest goes on (see the module doc); restored on exit."""
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
-    saved_ctx = {"max_errored_blocks": ctx.max_errored_blocks}
-    ctx.max_errored_blocks = -1  # a block that keeps crashing its worker is dropped; see the module doc
-    if not enabled:
-        try:
-            yield
-        finally:
-            for k, v in saved_ctx.items():
-                setattr(ctx, k, v)
-        return
-    for name, value in (("enable_progress_bars", False), ("print_on_execution_start", False),
-                        ("enable_auto_log_stats", False)):
-        if hasattr(ctx, name):
-            saved_ctx[name] = getattr(ctx, name)
-            setattr(ctx, name, value)
-    data_logger = logging.getLogger("ray.data")
-    muted = [(h, h.level) for h in data_logger.handlers
-             if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
-    for h, _ in muted:
-        h.setLevel(logging.CRITICAL + 1)
-    one_line = _OneLineHandler(level=logging.ERROR)
-    data_logger.addHandler(one_line)
-    patched = None
+    saved = ctx.max_errored_blocks
+    ctx.max_errored_blocks = -1
     try:
-        import ray._private.worker as ray_worker
-
-        original = ray_worker.print_to_stdstream
-
-        def to_stderr(data: dict, ignore_prefix: bool) -> None:
-            if data.get("pid") == "raylet" and not data.get("is_err"):
-                for line in data.get("lines", []):
-                    text = " ".join(line.split())
-                    if text:  # the first two sentences: what happened and what Ray does about it
-                        short = ". ".join(text.split(". ")[:2]).rstrip(".")
-                        print(f"ray: {short[:240]}.", file=sys.stderr, flush=True)
-                return
-            original(data, ignore_prefix)
-
-        ray_worker.print_to_stdstream = to_stderr
-        patched = (ray_worker, original)
-    except (ImportError, AttributeError):  # another Ray version: leave its printing alone
-        pass
-    try:
-        with _drop_stderr_lines(_BENIGN_STDERR):
-            yield
+        yield
     finally:
-        if patched:
-            patched[0].print_to_stdstream = patched[1]
-        data_logger.removeHandler(one_line)
-        for h, level in muted:
-            h.setLevel(level)
-        for k, v in saved_ctx.items():
-            setattr(ctx, k, v)
+        ctx.max_errored_blocks = saved
 
 
 # --------------------------------------------------------------------------- the job
@@ -510,7 +380,7 @@ def _mine_on_ray(todo: list[WorkItem], writer: ShardWriter, config: MinerConfig,
     if gpus_per_actor > 0:
         remote_args["num_gpus"] = gpus_per_actor
     dataset_error: Optional[BaseException] = None
-    with _quiet_ray(not ray_logs):
+    with _errored_blocks_dropped(), quiet_ray(not ray_logs):
         ds = ray.data.from_items([{"input": it.input, "video_id": it.video_id, "kind": it.kind} for it in todo],
                                  override_num_blocks=len(todo))
         with warnings.catch_warnings():
@@ -530,7 +400,7 @@ def _mine_on_ray(todo: list[WorkItem], writer: ShardWriter, config: MinerConfig,
                 report(result, frames)
         except Exception as e:  # the dataset as a whole failed: fall back to the commit markers
             dataset_error = e
-            print(f"ray: the mining dataset failed: {_short_error(e)}", file=sys.stderr, flush=True)
+            print(f"ray: the mining dataset failed: {short_error(e)}", file=sys.stderr, flush=True)
 
     missing = [it for it in todo if it.input not in seen]
     if not missing:
@@ -542,7 +412,7 @@ def _mine_on_ray(todo: list[WorkItem], writer: ShardWriter, config: MinerConfig,
             report(*_committed_result(writer, done[item.input], item))
             continue
         if dataset_error is not None:
-            message = f"not mined: the Ray mining job failed ({_short_error(dataset_error)})"
+            message = f"not mined: the Ray mining job failed ({short_error(dataset_error)})"
         else:
             message = (f"the Ray worker mining it died {attempts} time(s) (a crash, an out-of-memory kill or a "
                        f"lost node); see the Ray logs")
