@@ -72,6 +72,7 @@ from http.cookiejar import MozillaCookieJar
 from typing import Any, BinaryIO, Callable, Iterator, Optional, TypeVar
 from urllib.parse import unquote, urlparse
 
+import tenacity
 
 from dynocc.factory.config import SourceOptions
 from dynocc.factory.io.decode import IMAGE_EXTENSIONS, InputError, natural_key, video_duration
@@ -165,20 +166,26 @@ T = TypeVar("T")
 
 
 def _retrying(op: Callable[[], T], options: SourceOptions, source: str, stage: str = "download") -> tuple[T, int]:
-    """Run ``op`` until it succeeds, fails for good or the retries are spent: ``(result, tries)``."""
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return op(), attempt
-        except _Fail as f:
-            if not f.retry or attempt > options.retries:
-                tries = f" ({attempt} attempts)" if attempt > 1 else ""
-                raise InputError(f.error_type, f"{f.message}{tries}", stage=stage, source=source,
-                                 attempts=attempt) from None
-            delay = backoff_delay(attempt, options)
-            log.info("%s: try %d failed (%s); retrying in %.2f s", source, attempt, f.message, delay)
-            _sleep(delay)
+    """Run ``op`` until it succeeds, fails for good or the retries are spent: ``(result, tries)``.
+
+    The loop is tenacity's: a :class:`_Fail` with ``retry`` set is tried again, at most ``1 + retries``
+    times in all, sleeping :func:`backoff_delay` between tries; anything else ends it at once."""
+    retryer = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lambda e: isinstance(e, _Fail) and e.retry),
+        stop=tenacity.stop_after_attempt(1 + options.retries),
+        wait=lambda state: backoff_delay(state.attempt_number, options),
+        sleep=lambda seconds: _sleep(seconds),  # looked up at call time: tests replace _sleep
+        before_sleep=lambda state: log.info("%s: try %d failed (%s); retrying in %.2f s", source, state.attempt_number,
+                                            state.outcome.exception(), state.next_action.sleep),
+        reraise=True,
+    )
+    try:
+        result = retryer(op)
+    except _Fail as f:
+        attempt = retryer.statistics.get("attempt_number", 1)
+        tries = f" ({attempt} attempts)" if attempt > 1 else ""
+        raise InputError(f.error_type, f"{f.message}{tries}", stage=stage, source=source, attempts=attempt) from None
+    return result, retryer.statistics.get("attempt_number", 1)
 
 
 # --------------------------------------------------------------------------- http

@@ -42,15 +42,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import os
 import posixpath
 import re
-import tarfile
 from dataclasses import dataclass, field
 from typing import Iterator
 
+import webdataset
 from fsspec.core import url_to_fs
 
 from dynocc.factory.io.storage import StorageRoot, is_url
@@ -191,16 +190,6 @@ def _youtube3d_line(rel: str, row: dict) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = 0
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
-
-
 def _export_webdataset(rows, target: StorageRoot, summary: ExportSummary, shard_size: int) -> None:
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
@@ -218,7 +207,8 @@ def _export_webdataset(rows, target: StorageRoot, summary: ExportSummary, shard_
                 close()
                 path = target.path(f"shard-{shard:06d}.tar")
                 f = target.fs.open(path, "wb")
-                tar = tarfile.open(fileobj=f, mode="w|", format=tarfile.USTAR_FORMAT)
+                # webdataset's own writer; fixed owner and mtime: the same rows give the same bytes
+                tar = webdataset.TarWriter(f, user="", group="", mode=0o644, mtime=0, encoder=False)
                 summary.files.append(target.url_of(path))
                 shard, in_shard = shard + 1, 0
             key = frame_key(row["dataset"], row["video_id"], row["frame_index"])
@@ -234,10 +224,11 @@ def _export_webdataset(rows, target: StorageRoot, summary: ExportSummary, shard_
                 "xb": [int(v) for v in row["pair_xb"]],
                 "ordinal": [int(v) for v in row["pair_ordinal"]],
             }
-            _tar_add(tar, f"{key}.jpg", row["image"])
-            _tar_add(tar, f"{key}.json", json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode())
+            sample = {"__key__": key, "jpg": row["image"],
+                      "json": json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode()}
             if row.get("depth_png"):
-                _tar_add(tar, f"{key}.depth.png", row["depth_png"])
+                sample["depth.png"] = row["depth_png"]
+            tar.write(sample)
             in_shard += 1
             summary.frames += 1
             summary.pairs += len(meta["ordinal"])
