@@ -15,8 +15,8 @@ import time
 from typing import Optional
 
 from . import __version__
-from .config_loader import ConfigError, json_object as _json_object, load_config
-from .factory.config import MinerConfig, StereoJobConfig
+from .config_loader import ConfigError, add_model_flags, json_object as _json_object, load_config, model_from_flags
+from .factory.config import RAY_ONLY_SETTINGS, EngineConfig, MinerConfig, StereoJobConfig
 from .factory.engine.items import ItemResult
 from .factory.engine.job import EXIT_USAGE, JobSummary, MineUsageError, run_mine_job
 
@@ -68,21 +68,9 @@ def _add_stereo_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_engine_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of :class:`EngineConfig`, derived from its fields (defaults and help included)."""
     g = p.add_argument_group("engine (the same command runs on one machine and on a Ray cluster)")
-    g.add_argument("--engine", choices=["ray", "local"], default="ray",
-                   help="ray: a Ray Data actor pool on a local Ray or on --address (default); "
-                        "local: one process, no Ray (handy for debugging)")
-    g.add_argument("--address", default=None,
-                   help="Ray cluster address, e.g. ray://head:10001 or auto (default: $RAY_ADDRESS; "
-                        "without either a local Ray is started for the job)")
-    g.add_argument("--actors", type=int, default=None,
-                   help="mining actors (default: the cluster's CPUs minus one, at least 1)")
-    g.add_argument("--cpus-per-actor", type=float, default=None, help="CPUs per mining actor (default: 1)")
-    g.add_argument("--gpus-per-actor", type=float, default=None, help="GPUs per mining actor (default: 0)")
-    g.add_argument("--max-retries", type=int, default=2,
-                   help="times a video whose Ray worker crashed is tried again before it becomes a "
-                        "'worker_lost' failure row (default: 2)")
-    g.add_argument("--ray-logs", action="store_true", help="show Ray's own logs and progress bars")
+    add_model_flags(g, EngineConfig)
 
 
 def _source_overrides(args) -> dict:
@@ -189,10 +177,6 @@ def _print_summary(summary: JobSummary, out: str) -> None:
     print(f"output: {out}")
 
 
-_RAY_ONLY_FLAGS = (("actors", "--actors"), ("cpus_per_actor", "--cpus-per-actor"),
-                   ("gpus_per_actor", "--gpus-per-actor"), ("address", "--address"))
-
-
 def cmd_mine(args) -> int:
     from .jobspec import apply_job_spec
 
@@ -211,8 +195,9 @@ def _run_mine(args, config) -> int:
     """Both mining commands: the same engines, resume, failure rows and summary."""
     from .factory.engine.miners import resolver_for
 
-    if args.engine == "local":
-        given = [flag for dest, flag in _RAY_ONLY_FLAGS if getattr(args, dest) is not None]
+    engine = model_from_flags(EngineConfig, args)
+    if engine.engine == "local":
+        given = ["--" + key.replace("_", "-") for key in RAY_ONLY_SETTINGS if getattr(args, key) is not None]
         if given:
             print(f"dynocc {args.command}: {', '.join(given)} only apply to --engine ray", file=sys.stderr)
             return EXIT_USAGE
@@ -226,22 +211,21 @@ def _run_mine(args, config) -> int:
             print(f"dynocc {args.command}: {e}", file=sys.stderr)
             return EXIT_USAGE
     items, resolve_failures = resolver_for(config)(args.inputs, config.source)
-    progress = _Progress(len(items) + len(resolve_failures), args.quiet, per_item=args.engine == "ray")
+    progress = _Progress(len(items) + len(resolve_failures), args.quiet, per_item=engine.engine == "ray")
     try:
-        if args.engine == "ray":
+        if engine.engine == "ray":
             from .factory.engine.ray_engine import run_mine_job_ray
 
             summary = run_mine_job_ray(
-                args.inputs, args.out, config, rows_per_shard=args.rows_per_shard,
-                storage_options=args.storage_options, actors=args.actors,
-                cpus_per_actor=1.0 if args.cpus_per_actor is None else args.cpus_per_actor,
-                gpus_per_actor=0.0 if args.gpus_per_actor is None else args.gpus_per_actor,
-                address=args.address, progress=progress.item, retry_failed=args.retry_failed,
-                max_task_retries=args.max_retries, ray_logs=args.ray_logs,
+                args.inputs, args.out, config, rows_per_shard=engine.rows_per_shard,
+                storage_options=args.storage_options, actors=engine.actors, cpus_per_actor=engine.cpus_per_actor,
+                gpus_per_actor=engine.gpus_per_actor, address=engine.address, progress=progress.item,
+                retry_failed=engine.retry_failed, max_task_retries=engine.max_retries, ray_logs=engine.ray_logs,
             )
         else:
-            summary = run_mine_job(args.inputs, args.out, config, rows_per_shard=args.rows_per_shard,
-                                   storage_options=args.storage_options, progress=progress.item, on_frame=progress.frame, retry_failed=args.retry_failed)
+            summary = run_mine_job(args.inputs, args.out, config, rows_per_shard=engine.rows_per_shard,
+                                   storage_options=args.storage_options, progress=progress.item,
+                                   on_frame=progress.frame, retry_failed=engine.retry_failed)
     except MineUsageError as e:
         print(f"dynocc {args.command}: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -380,18 +364,14 @@ def cmd_predict(args) -> int:
     return run_predict(args)
 
 
-def _add_mining_job_args(p: argparse.ArgumentParser, inputs_help: str, out_help: str, job_example: str,
-                         items: str) -> None:
+def _add_mining_job_args(p: argparse.ArgumentParser, inputs_help: str, out_help: str, job_example: str) -> None:
     """What `mine` and `mine-stereo` share: inputs, output, job spec, shard size, progress, retries, engine."""
     p.add_argument("inputs", nargs="*", metavar="INPUT", help=f"{inputs_help} (or the inputs of --job)")
     p.add_argument("--out", default=None, help=f"{out_help} (or the out of --job)")
     p.add_argument("--job", metavar="FILE.yaml",
                    help=f"job spec ({job_example}; see dynocc/jobspec.py): its values are the defaults, "
                         "flags given here override them")
-    p.add_argument("--rows-per-shard", type=int, default=512, help="frame rows per Parquet file (default: 512)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--retry-failed", action="store_true",
-                   help=f"mine again the {items} an earlier run committed with failures")
     _add_engine_flags(p)
 
 
@@ -404,18 +384,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Mine DynOcc relative depth pairs into schema-v1 Parquet shards. Rerunning "
                                    "the same command resumes: videos already committed under --out are skipped.")
     _add_mining_job_args(p, "video file, frame folder, folder of videos, YouTube-VOS root, or @list.txt",
-                         "output folder", "jobs/mine_*.yaml", "videos")
+                         "output folder", "jobs/mine_*.yaml")
     _add_miner_flags(p)
-    p.set_defaults(func=cmd_mine, engine=None, rows_per_shard=None, max_retries=None)  # None: from --job or defaults
+    p.set_defaults(func=cmd_mine)  # engine flags left unset come from --job, then EngineConfig's defaults
 
     p = sub.add_parser("mine-stereo", help="dense relative depth and pairs from stereo photos (ReDWeb)",
                        description="Disparity from left-right optical flow, sky set to infinity, pairs with the "
                                    "sigma = 0.02 rule, written as schema-v1 rows with a depth_png column. Same "
                                    "engines, resume and failure rows as `dynocc mine`.")
     _add_mining_job_args(p, "side-by-side image (JPS/JPG/PNG), MPO file, pairs.csv (left,right columns), folder, "
-                            "glob, URL or @list", "output folder or URL", "jobs/mine_stereo.yaml", "inputs")
+                            "glob, URL or @list", "output folder or URL", "jobs/mine_stereo.yaml")
     _add_stereo_flags(p)
-    p.set_defaults(func=cmd_mine_stereo, engine=None, rows_per_shard=None, max_retries=None)
+    p.set_defaults(func=cmd_mine_stereo)
 
     p = sub.add_parser("demo", help="mine the bikes.mp4 sample video and draw pair overlays")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")

@@ -96,3 +96,48 @@ def load_config(
         return model.model_validate(tree)
     except ValidationError as e:
         raise ConfigError("bad configuration:\n" + format_validation_error(e)) from None
+
+
+def _flag_type(annotation: Any) -> tuple[Any, Optional[tuple]]:
+    """(argparse type, choices) of a field's annotation: Optional[X] -> X; Literal[...] -> its choices."""
+    import typing
+
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is typing.Union and len(args) == 1:
+        annotation = args[0]
+    if typing.get_origin(annotation) is typing.Literal:
+        choices = typing.get_args(annotation)
+        return type(choices[0]), choices
+    return annotation, None
+
+
+def add_model_flags(group, model: type[BaseModel], fields: Optional[list[str]] = None) -> None:
+    """One ``--field-name`` flag per field of ``model`` (all by default): the type, choices and help
+    come from the field (its description, and its default in the help). Every flag's own default is
+    None (False for a switch), so that a flag the user gave can be told apart from one left unset;
+    :func:`model_from_flags` then fills in the model's defaults."""
+    for name in fields or list(model.model_fields):
+        field = model.model_fields[name]
+        flag = "--" + name.replace("_", "-")
+        kind, choices = _flag_type(field.annotation)
+        default = "" if field.default is None or field.default is False else f" (default: {field.default})"
+        help_text = f"{field.description}{default}"
+        if kind is bool:
+            group.add_argument(flag, dest=name, action="store_true", help=help_text)
+        else:
+            group.add_argument(flag, dest=name, type=kind, choices=choices, default=None, help=help_text)
+
+
+def model_from_flags(model: type[BaseModel], args: Any) -> BaseModel:
+    """``model`` from the parsed flags of :func:`add_model_flags` (unset ones take the model's
+    defaults); ConfigError naming the flag for a bad value."""
+    given = {name: getattr(args, name) for name in model.model_fields
+             if getattr(args, name, None) is not None}
+    try:
+        return model.model_validate(given)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            name = str(err["loc"][0]) if err["loc"] else ""
+            lines.append(f"--{name.replace('_', '-')} {given.get(name)!r}: {err['msg']}")
+        raise ConfigError("; ".join(lines)) from None

@@ -30,23 +30,24 @@ from __future__ import annotations
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from .config_loader import ConfigError, format_validation_error, load_config, read_yaml
+from .factory.config import RAY_ONLY_SETTINGS, EngineConfig
 
 __all__ = ["JobSpec", "load_job_spec", "read_spec_file", "spec_kind", "apply_job_spec", "miner_model",
            "miner_assignments", "ENGINE_DEFAULTS"]
 
-# Defaults of the flags a spec may set; the CLI's own defaults for these are None so that an
-# explicit flag can be told apart from an unset one.
-ENGINE_DEFAULTS = {"engine": "ray", "rows_per_shard": 512, "max_retries": 2}
+# The engine settings a spec may set, with their defaults: EngineConfig's (the one definition). In a
+# spec and on the command line an unset setting is None, so that a given one can be told apart.
+SPEC_ENGINE_SETTINGS = [k for k in EngineConfig.model_fields if k != "ray_logs"]
+ENGINE_DEFAULTS = {k: EngineConfig.model_fields[k].default for k in SPEC_ENGINE_SETTINGS}
+RAY_ONLY = RAY_ONLY_SETTINGS
 
-# Settings that only mean something with the Ray engine (the CLI refuses them with --engine local).
-RAY_ONLY = ("actors", "cpus_per_actor", "gpus_per_actor", "address")
 
-
-class JobSpec(BaseModel):
-    """One mining job: everything ``dynocc mine`` / ``dynocc mine-stereo`` takes, as YAML keys."""
+class _JobSpecBase(BaseModel):
+    """The keys of a spec that are not engine settings."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -56,20 +57,21 @@ class JobSpec(BaseModel):
         default_factory=list,
         description="inputs as on the command line: files, folders, YouTube-VOS roots, URLs, globs, @lists")
     out: Optional[str] = Field(None, min_length=1, description="output folder or fsspec URL")
-    engine: Literal["ray", "local"] = Field("ray", description="ray: a Ray Data actor pool; local: one process")
-    actors: Optional[int] = Field(None, ge=1, description="mining actors (default: the cluster's CPUs minus one)")
-    cpus_per_actor: Optional[float] = Field(None, gt=0, description="CPUs per mining actor (default: 1)")
-    gpus_per_actor: Optional[float] = Field(None, ge=0, description="GPUs per mining actor (default: 0)")
-    address: Optional[str] = Field(
-        None, min_length=1, description="Ray cluster address (default: $RAY_ADDRESS, set inside a Ray job)")
-    rows_per_shard: int = Field(ENGINE_DEFAULTS["rows_per_shard"], ge=1, description="frame rows per Parquet file")
-    max_retries: int = Field(ENGINE_DEFAULTS["max_retries"], ge=0,
-                             description="retries of a video whose Ray worker crashed")
-    retry_failed: bool = Field(False, description="mine again the inputs an earlier run committed with failures")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for inputs and out")
     miner: dict[str, Any] = Field(
         default_factory=dict, description="miner settings: the keys of MinerConfig (mine) or StereoJobConfig "
                                           "(mine-stereo), as in a --config file")
+
+# JobSpec = the keys above + EngineConfig's fields, each optional (None: not set in the spec).
+_ENGINE_KEYS = {name: (Optional[EngineConfig.model_fields[name].annotation],
+                       FieldInfo.merge_field_infos(EngineConfig.model_fields[name], default=None))
+                for name in SPEC_ENGINE_SETTINGS}
+
+
+class JobSpec(create_model("_JobSpecFields", __base__=_JobSpecBase, **_ENGINE_KEYS)):
+    """One mining job: everything ``dynocc mine`` / ``dynocc mine-stereo`` takes, as YAML keys: the
+    inputs, ``out``, ``storage_options``, ``miner`` and the engine settings of
+    :class:`~dynocc.factory.config.EngineConfig` (unset ones take its defaults)."""
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -182,8 +184,9 @@ def spec_kind(path: str) -> str:
 
 def apply_job_spec(args) -> Optional[JobSpec]:
     """Fill the parsed ``dynocc mine`` / ``mine-stereo`` arguments from ``args.job`` (if given):
-    the spec's values where no flag was given. Also resolves the defaults of the flags a spec may
-    set, and checks that inputs and ``--out`` came from somewhere. Raises ConfigError."""
+    the spec's values where no flag was given, then EngineConfig's defaults (the Ray-only settings
+    stay None when unset: :func:`~dynocc.config_loader.model_from_flags` fills them), and check that
+    inputs and ``--out`` came from somewhere. Raises ConfigError."""
     command = args.command
     spec = load_job_spec(args.job) if getattr(args, "job", None) else None
     if spec is not None and spec.command != command:
@@ -196,7 +199,7 @@ def apply_job_spec(args) -> Optional[JobSpec]:
             args.out = spec.out
         if args.engine is None:
             args.engine = spec.engine
-        if args.engine == "ray":  # a spec's Ray settings are dropped when --engine local overrides it
+        if (args.engine or ENGINE_DEFAULTS["engine"]) == "ray":  # a spec's Ray settings are dropped under --engine local
             for key in RAY_ONLY:
                 if getattr(args, key) is None:
                     setattr(args, key, getattr(spec, key))
@@ -212,9 +215,9 @@ def apply_job_spec(args) -> Optional[JobSpec]:
             tree = _deep_merge(tree, read_yaml(args.config))
             args.config = None
         args.assignments = miner_assignments(tree) + list(args.assignments or [])
-    for key, value in ENGINE_DEFAULTS.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
+    for key in SPEC_ENGINE_SETTINGS:  # the Ray-only ones stay None: given or not is what --engine local checks
+        if key not in RAY_ONLY and getattr(args, key, None) is None:
+            setattr(args, key, ENGINE_DEFAULTS[key])
     where = f" (job spec {args.job} has none)" if spec is not None else ""
     if not args.inputs:
         raise ConfigError(f"no inputs: give INPUT arguments or a --job spec with inputs{where}")

@@ -256,6 +256,38 @@ class MinerConfig(_Strict):
     source: SourceOptions = SourceOptions()
 
 
+class EngineConfig(_Strict):
+    """How a mining job runs: the engine and its settings, with their defaults, defined once.
+
+    ``dynocc mine`` / ``mine-stereo`` derive their engine flags from these fields
+    (:func:`dynocc.cli.add_model_flags`), a job spec's top-level keys are these fields
+    (:class:`dynocc.jobspec.JobSpec`), and :func:`~dynocc.factory.engine.ray_engine.run_mine_job_ray`
+    takes its defaults from here."""
+
+    engine: Literal["ray", "local"] = Field(
+        "ray", description="ray: a Ray Data actor pool on a local Ray or on --address; local: one process, no Ray "
+        "(handy for debugging)",
+    )
+    address: Optional[str] = Field(
+        None, min_length=1, description="Ray cluster address, e.g. ray://head:10001 or auto (default: $RAY_ADDRESS; "
+        "without either a local Ray is started for the job)",
+    )
+    actors: Optional[int] = Field(None, ge=1, description="mining actors (default: the cluster's CPUs minus one, at least 1)")
+    cpus_per_actor: float = Field(1.0, gt=0, description="CPUs per mining actor")
+    gpus_per_actor: float = Field(0.0, ge=0, description="GPUs per mining actor")
+    max_retries: int = Field(
+        2, ge=0, description="times a video whose Ray worker crashed is tried again before it becomes a "
+        "'worker_lost' failure row",
+    )
+    rows_per_shard: int = Field(512, ge=1, description="frame rows per Parquet file")
+    retry_failed: bool = Field(False, description="mine again the inputs an earlier run committed with failures")
+    ray_logs: bool = Field(False, description="show Ray's own logs and progress bars")
+
+
+# Engine settings that only mean something with the Ray engine (refused with engine 'local').
+RAY_ONLY_SETTINGS = ("actors", "cpus_per_actor", "gpus_per_actor", "address")
+
+
 class StereoConfig(_Strict):
     """The stereo branch: dense relative depth from web stereo photos, ReDWeb section 3.1.
 

@@ -60,7 +60,7 @@ import warnings
 from typing import Any, Callable, Iterator, Optional
 
 from dynocc.schemas import failure_row, read_table
-from dynocc.factory.config import MinerConfig
+from dynocc.factory.config import EngineConfig, MinerConfig
 from dynocc.factory.engine.items import ItemResult
 from dynocc.factory.engine.ray_console import quiet_ray, short_error
 from dynocc.factory.engine.job import (
@@ -81,7 +81,8 @@ __all__ = ["run_mine_job_ray", "default_actors", "CRASH_ENV", "DEFAULT_MAX_TASK_
 
 # Test hook: an actor whose item has this video id exits the process at once (a real worker crash).
 CRASH_ENV = "DYNOCC_TEST_CRASH_ON"
-DEFAULT_MAX_TASK_RETRIES = 2  # an item whose worker crashes is tried 3 times in all
+_ENGINE = EngineConfig()  # the engine settings' defaults (defined once, in factory/config.py)
+DEFAULT_MAX_TASK_RETRIES = _ENGINE.max_retries  # an item whose worker crashes is tried 3 times in all
 
 _FAILURE_KEYS = ("input", "video_id", "stage", "error_type", "message", "attempts")
 
@@ -273,18 +274,18 @@ def run_mine_job_ray(
     inputs: list[str],
     out: str,
     config: MinerConfig,
-    rows_per_shard: int = 512,
+    rows_per_shard: int = _ENGINE.rows_per_shard,
     storage_options: Optional[dict] = None,
-    actors: Optional[int] = None,
-    cpus_per_actor: float = 1.0,
-    gpus_per_actor: float = 0.0,
-    address: Optional[str] = None,
+    actors: Optional[int] = _ENGINE.actors,
+    cpus_per_actor: float = _ENGINE.cpus_per_actor,
+    gpus_per_actor: float = _ENGINE.gpus_per_actor,
+    address: Optional[str] = _ENGINE.address,
     progress: Optional[Callable[[ItemResult, JobSummary], None]] = None,
     on_start: Optional[Callable[[int, int], None]] = None,
-    retry_failed: bool = False,
+    retry_failed: bool = _ENGINE.retry_failed,
     max_task_retries: int = DEFAULT_MAX_TASK_RETRIES,
     max_restarts: Optional[int] = None,
-    ray_logs: bool = False,
+    ray_logs: bool = _ENGINE.ray_logs,
 ) -> JobSummary:
     """Mine every input into ``out`` with a Ray Data actor pool; committed items are skipped.
 
