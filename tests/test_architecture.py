@@ -25,9 +25,6 @@ LAYER_ALLOWED = {
                                "dynocc.factory.config", "dynocc.schemas"),
     "dynocc.schemas": ("dynocc.schemas",),
 }
-# Known debt, listed so that nothing new slips in (issue 14 removes it): RAFT-small reads its weights
-# from any fsspec URL inside the algorithm layer; reading belongs in factory/io.
-KNOWN_CORE_IMPORTS = {"dynocc.factory.core.raft imports fsspec"}
 CORE_FORBIDDEN_LIBRARIES = ("fsspec", "s3fs", "gcsfs", "pyarrow", "duckdb", "ray", "yt_dlp", "requests", "urllib",
                             "tqdm", "argparse")
 
@@ -46,7 +43,7 @@ def modules() -> dict[str, Path]:
 def imports_of(name: str, path: Path) -> set[str]:
     """Every module name an ``import`` statement in ``path`` names (relative ones resolved)."""
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    found = set()
+    found = set()  # e.g. "dynocc.factory.core.raft imports fsspec" (weights are read in factory/io/weights.py)
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
@@ -130,12 +127,11 @@ def test_each_layer_imports_only_what_it_may():
 
 
 def test_the_algorithm_layer_touches_no_storage_parquet_ray_or_cli():
-    found = set()
+    found = set()  # e.g. "dynocc.factory.core.raft imports fsspec" (weights are read in factory/io/weights.py)
     for name, path in modules().items():
         if not name.startswith("dynocc.factory.core"):
             continue
         for target in imports_of(name, path):
             if target.split(".")[0] in CORE_FORBIDDEN_LIBRARIES:
                 found.add(f"{name} imports {target.split('.')[0]}")
-    assert found - KNOWN_CORE_IMPORTS == set()  # a new one
-    assert KNOWN_CORE_IMPORTS - found == set()  # fixed: take it off the list
+    assert found == set()

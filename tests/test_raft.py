@@ -24,7 +24,6 @@ equal 100%; over seeds 0-15 (not run here) ordered 98.7%, equal 100%.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -42,8 +41,10 @@ from dynocc.factory.core.raft import (
     load_state_dict_strict,
     read_state_dict,
 )
+from dynocc.factory.io.weights import load_raft_small as load_raft_small_from_url  # noqa: E402
+from support import SHARED, run_cli
 
-WEIGHTS = Path(__file__).parents[1].parent / "shared/models/raft-small.pth"
+WEIGHTS = SHARED / "models/raft-small.pth"
 needs_weights = pytest.mark.skipif(
     not WEIGHTS.is_file(), reason=f"RAFT-small weights not found at {WEIGHTS} (see shared/models/NOTICE.md)"
 )
@@ -123,10 +124,10 @@ def test_weights_load_from_fsspec_urls(state):
     with fsspec.open("memory://models/raft-small.pth", "wb") as f:
         f.write(buf.getvalue())
     try:
-        a = load_raft_small("memory://models/raft-small.pth").state_dict()
+        a = load_raft_small_from_url("memory://models/raft-small.pth").state_dict()
     finally:
         fsspec.filesystem("memory").rm("memory://models", recursive=True)
-    b = load_raft_small(WEIGHTS.as_uri()).state_dict()  # file:// URL
+    b = load_raft_small_from_url(WEIGHTS.as_uri()).state_dict()  # file:// URL
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -300,14 +301,10 @@ def test_cli_flags_reach_both_configs():
 
 
 def test_cli_refuses_missing_or_wrong_flow_weights_with_a_clear_message(tmp_path):
-    import subprocess
-    import sys
-
     bogus = tmp_path / "not_weights.pth"
     bogus.write_bytes(b"not a checkpoint")
     for weights in (tmp_path / "missing.pth", bogus):
-        r = subprocess.run([sys.executable, "-m", "dynocc.cli", "mine", str(tmp_path), "--out", str(tmp_path / "o"),
-                            "--engine", "local", "--flow", "raft-small", "--flow-weights", str(weights)],
-                           capture_output=True, text=True, timeout=120)
+        r = run_cli("mine", tmp_path, "--out", tmp_path / "o", "--engine", "local", "--flow", "raft-small",
+                    "--flow-weights", weights, timeout=120)
         assert r.returncode == 2, r.stderr
         assert "RAFT weights" in r.stderr and "Traceback" not in r.stderr

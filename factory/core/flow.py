@@ -89,7 +89,9 @@ class DISFlow:
 
 
 def make_flow_backend(config: FlowConfig) -> FlowBackend:
-    """The backend named by the config (the one place a backend is chosen)."""
+    """The backend named by the config (the one place a backend is chosen). RAFT-small's weights are
+    read from a local path here; engines use :func:`dynocc.factory.io.weights.flow_backend`, which
+    reads them from any URL with the job's storage options."""
     if config.backend == "dis":
         return DISFlow(config.dis_preset, config.threads)
     if config.backend == "raft-small":

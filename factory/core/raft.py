@@ -20,8 +20,8 @@ that its published ``raft-small.pth`` state dict loads with a strict key *and* s
 
 Images are RGB in 0..255, normalised as the reference does: ``2 * (img / 255) - 1``.
 
-:class:`RAFTFlow` is the :class:`~dynocc.factory.core.flow.FlowBackend`: weights loaded once (any
-fsspec path or URL), pairs stacked into batches of ``batch_size`` by frame size, inference under
+:class:`RAFTFlow` is the :class:`~dynocc.factory.core.flow.FlowBackend`: weights loaded once (a local
+file, its bytes or a state dict; URLs through :mod:`dynocc.factory.io.weights`), pairs stacked into batches of ``batch_size`` by frame size, inference under
 ``torch.inference_mode``, fp16 autocast on CUDA by default. Choose it with
 ``FlowConfig(backend="raft-small", weights=...)`` or ``dynocc mine --flow raft-small --flow-weights PATH``.
 """
@@ -29,8 +29,9 @@ fsspec path or URL), pairs stacked into batches of ``batch_size`` by frame size,
 from __future__ import annotations
 
 import io
+import os
 import threading
-from typing import Literal, Optional, Sequence
+from typing import Literal, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -345,23 +346,33 @@ class RAFTWeightsError(ValueError):
     """The weights file cannot be read or does not match the RAFT-small architecture."""
 
 
-def read_state_dict(path_or_url: str, storage_options: Optional[dict] = None) -> dict[str, torch.Tensor]:
-    """A state dict from any fsspec path or URL (``torch.load(..., weights_only=True)``)."""
-    import fsspec
+Weights = Union[str, os.PathLike, bytes, Mapping[str, torch.Tensor]]
 
-    try:
-        with fsspec.open(str(path_or_url), "rb", **(storage_options or {})) as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise RAFTWeightsError(f"RAFT weights not found: {path_or_url}") from None
+
+def read_state_dict(weights: Weights, source: Optional[str] = None) -> dict[str, torch.Tensor]:
+    """A state dict from a local file, the bytes of one (``torch.load(..., weights_only=True)``) or a
+    state dict. URLs are read by :mod:`dynocc.factory.io.weights`, which hands the bytes here."""
+    if isinstance(weights, Mapping):
+        return dict(weights)
+    source = source or (f"{len(weights)} bytes" if isinstance(weights, bytes) else os.fspath(weights))
+    if isinstance(weights, bytes):
+        data = weights
+    else:
+        if "://" in source:
+            raise RAFTWeightsError(f"RAFT weights {source}: a URL; read it with dynocc.factory.io.weights")
+        try:
+            with open(source, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise RAFTWeightsError(f"RAFT weights not found: {source}") from None
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise RAFTWeightsError(f"cannot read RAFT weights {path_or_url}: {type(e).__name__}: {e}") from None
+        raise RAFTWeightsError(f"cannot read RAFT weights {source}: {type(e).__name__}: {e}") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise RAFTWeightsError(f"RAFT weights {path_or_url} hold a {type(obj).__name__}, not a state dict")
+        raise RAFTWeightsError(f"RAFT weights {source} hold a {type(obj).__name__}, not a state dict")
     return obj
 
 
@@ -394,13 +405,14 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], sou
     model.load_state_dict(state, strict=True)
 
 
-def load_raft_small(
-    path_or_url: str, device: str | torch.device = "cpu", storage_options: Optional[dict] = None
-) -> RAFTSmall:
-    """RAFT-small with the weights at ``path_or_url`` (local path or any fsspec URL), in eval mode
-    on ``device``. Raises :class:`RAFTWeightsError` naming missing/unexpected keys."""
+def load_raft_small(weights: Weights, device: str | torch.device = "cpu", source: Optional[str] = None) -> RAFTSmall:
+    """RAFT-small with ``weights`` (a local file, its bytes or a state dict; ``source`` names them in
+    errors), in eval mode on ``device``. Raises :class:`RAFTWeightsError` naming missing/unexpected keys.
+    For a URL: :func:`dynocc.factory.io.weights.load_raft_small`."""
     model = RAFTSmall()
-    load_state_dict_strict(model, read_state_dict(path_or_url, storage_options), source=f"RAFT weights {path_or_url}")
+    state = read_state_dict(weights, source)
+    name = source or (os.fspath(weights) if isinstance(weights, (str, os.PathLike)) else "state dict")
+    load_state_dict_strict(model, state, source=f"RAFT weights {name}")
     return model.to(resolve_device(device)).eval()
 
 
@@ -423,7 +435,8 @@ _PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 class RAFTFlow:
     """:class:`~dynocc.factory.core.flow.FlowBackend` running RAFT-small.
 
-    ``weights``: path or fsspec URL of a RAFT-small state dict (e.g. ``raft-small.pth``);
+    ``weights``: a local RAFT-small state dict file (e.g. ``raft-small.pth``), its bytes or the state dict
+    (``source`` names it in messages; from a URL: :func:`dynocc.factory.io.weights.flow_backend`);
     ``device``: ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``;
     ``batch_size``: pairs of the same size per forward pass;
     ``precision``: ``auto`` (fp16 autocast on CUDA, fp32 on CPU), ``fp32``, ``fp16``, ``bf16``
@@ -432,13 +445,13 @@ class RAFTFlow:
 
     def __init__(
         self,
-        weights: str,
+        weights: Weights,
         iters: int = 12,
         device: str = "auto",
         batch_size: int = 8,
         precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto",
         channels_last: bool = False,
-        storage_options: Optional[dict] = None,
+        source: Optional[str] = None,
     ):
         if iters < 1 or batch_size < 1:
             raise ValueError("iters and batch_size must be >= 1")
@@ -450,11 +463,11 @@ class RAFTFlow:
         self.precision = precision
         self.iters = int(iters)
         self.batch_size = int(batch_size)
-        self.weights = str(weights)
+        self.weights = source or (os.fspath(weights) if isinstance(weights, (str, os.PathLike)) else "state dict")
         # channels_last: no gain measured on CPU for this net (1.48 vs 1.49 s per 854x480 pair, 2 cores),
         # so off unless asked for (benchmarks/bench_flow.py measures both on CUDA)
         self.channels_last = bool(channels_last)
-        self.model = load_raft_small(self.weights, self.device, storage_options)
+        self.model = load_raft_small(weights, self.device, source)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.name = f"raft-small-{self.iters}it-{self.device.type}-{self.precision}"

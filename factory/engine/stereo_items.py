@@ -17,7 +17,6 @@ from dynocc.schemas import failure_row, frame_row
 from dynocc.schemas.frames import CONFIDENCE_COLUMN
 from dynocc.factory.config import SourceOptions, StereoJobConfig
 from dynocc.factory.io.decode import InputError
-from dynocc.factory.core.flow import make_flow_backend
 from dynocc.factory.engine.items import ItemResult
 from dynocc.factory.io.codecs import encode_jpeg
 from dynocc.factory.core.miner import MinedFrame, frame_seed
@@ -25,13 +24,14 @@ from dynocc.factory.core.sky import make_sky_detector
 from dynocc.factory.io.sources import WorkItem
 from dynocc.factory.core.stereo import StereoPairError, stereo_depth
 from dynocc.factory.io.stereo_inputs import load_stereo_pair, resolve_stereo_inputs
+from dynocc.factory.io.weights import flow_backend
 from dynocc.factory.core.stereo_pairs import sample_stereo_pairs
 
 
 class StereoItemMiner:
     def __init__(self, config: StereoJobConfig):
         self.config = config
-        self.flow = make_flow_backend(config.stereo.flow)  # loaded once per actor
+        self.flow = flow_backend(config.stereo.flow, config.source)  # loaded once per actor
         self.sky = make_sky_detector(config.stereo)
 
     @staticmethod

@@ -18,6 +18,7 @@ from dynocc.factory.io.codecs import encode_jpeg
 from dynocc.factory.io.decode import InputError, decode_frames
 from dynocc.factory.io.remote import fetch
 from dynocc.factory.io.sources import WorkItem, resolve_inputs
+from dynocc.factory.io.weights import flow_backend
 from dynocc.schemas import failure_row, frame_row
 from dynocc.schemas.frames import CONFIDENCE_COLUMN
 
@@ -82,7 +83,7 @@ class VideoItemMiner:
 
     def __init__(self, config: MinerConfig):
         self.config = config
-        self.miner = DynOccMiner(config)
+        self.miner = DynOccMiner(config, flow_backend(config.flow, config.source))  # weights read once per actor
 
     @staticmethod
     def resolve(inputs: list[str], source: Optional[SourceOptions] = None):
