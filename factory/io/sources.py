@@ -104,7 +104,7 @@ def failure(input: str, error_type: str, message: str, video_id: Optional[str] =
             "message": message, "attempts": attempts}
 
 
-def _has_magic(path: str) -> bool:
+def has_magic(path: str) -> bool:
     return _glob.has_magic(path)
 
 
@@ -138,28 +138,40 @@ def _resolve_collection(folder: Path, strict: bool) -> Resolved:
     return items, failures
 
 
-def _resolve_local_glob(pattern: str) -> Resolved:
+def resolve_local_glob(pattern: str, folder: Callable[[Path], Resolved],
+                       file_item: Callable[[Path], Optional[WorkItem]], what: str) -> Resolved:
+    """The matches of a local glob, sorted: folders resolved by ``folder``, files made items by
+    ``file_item`` (None: not an input of this kind); one ``not_found`` failure when nothing matched
+    ``what`` (e.g. "a video or folder"). Shared by the video and the stereo inputs."""
     items, failures = [], []
     matches = sorted(_glob.glob(os.path.expanduser(pattern)))
     for match in matches:
         path = Path(match)
         if path.is_dir():
-            i, f = resolve_local(match)
+            i, f = folder(path)
             items += i
             failures += f
-        elif path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
-            items.append(_item(path, "video"))
+        elif path.is_file():
+            item = file_item(path)
+            if item is not None:
+                items.append(item)
     if not items and not failures:
-        what = f"{len(matches)} match(es), none a video or folder" if matches else "no match"
-        failures.append(failure(pattern, "not_found", f"{pattern}: {what}"))
+        found = f"{len(matches)} match(es), none {what}" if matches else "no match"
+        failures.append(failure(pattern, "not_found", f"{pattern}: {found}"))
     return items, failures
+
+
+def _resolve_local_glob(pattern: str) -> Resolved:
+    return resolve_local_glob(pattern, lambda p: resolve_local(str(p)),
+                              lambda p: _item(p, "video") if p.suffix.lower() in VIDEO_EXTENSIONS else None,
+                              "a video or folder")
 
 
 def resolve_local(path_str: str) -> Resolved:
     """Resolve one local path (file, frame folder, folder of videos, YouTube-VOS root, glob)."""
     path = Path(path_str).expanduser()
     if not path.exists():
-        if _has_magic(path_str):
+        if has_magic(path_str):
             return _resolve_local_glob(path_str)
         return [], [failure(path_str, "not_found", f"{path_str}: no such file or folder")]
     if path.is_file():
@@ -178,7 +190,7 @@ def _resolve_file_url(url: str) -> Resolved:
 # --------------------------------------------------------------------------- http(s) and yt-dlp
 
 
-def _url_stem(url: str) -> str:
+def url_stem(url: str) -> str:
     """Stem of the last path segment of an URL (query ignored), else its host."""
     parsed = urlparse(url)
     name = posixpath.basename(unquote(parsed.path).rstrip("/"))
@@ -209,7 +221,7 @@ def _ytdlp_temp_id(url: str) -> tuple[Optional[str], str]:
                     return key, str(temp_id)
     except Exception:  # noqa: BLE001 - an id guess must never fail resolution
         pass
-    return None, _url_stem(url)
+    return None, url_stem(url)
 
 
 def _resolve_ytdlp(url: str, forced: bool) -> Resolved:
@@ -225,7 +237,7 @@ def _resolve_ytdlp(url: str, forced: bool) -> Resolved:
 
 def _resolve_http(url: str, options: Optional[SourceOptions] = None) -> Resolved:
     if is_direct_video_url(url):
-        return [WorkItem(url, _url_stem(url), "http")], []
+        return [WorkItem(url, url_stem(url), "http")], []
     return _resolve_ytdlp(url, forced=False)
 
 
@@ -236,7 +248,7 @@ FSSPEC_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "ad
 """fsspec protocols resolved as object stores (their packages must be installed, e.g. gcsfs)."""
 
 
-def _store_url(scheme: str, path: str) -> str:
+def store_url(scheme: str, path: str) -> str:
     return f"{scheme}://{path.lstrip('/')}"
 
 
@@ -245,7 +257,8 @@ def _is_image(name: str) -> bool:
     return not base.startswith(".") and posixpath.splitext(base)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _children(fs, path: str) -> list[dict]:
+def list_children(fs, path: str) -> list[dict]:
+    """The entries of a store folder, sorted by name, without hidden ones and without the folder itself."""
     path = path.rstrip("/")
     out = [e for e in fs.ls(path, detail=True) if e["name"].rstrip("/") != path]
     return sorted((e for e in out if not posixpath.basename(e["name"].rstrip("/")).startswith(".")),
@@ -262,13 +275,13 @@ def _store_vos(fs, scheme: str, jpeg_path: str) -> Resolved:
             images[parts[0]] += len(parts) == 2 and _is_image(parts[1])
     items, failures = [], []
     for name in sorted(images):
-        url = _store_url(scheme, f"{jpeg_path}/{name}")
+        url = store_url(scheme, f"{jpeg_path}/{name}")
         if images[name]:
             items.append(WorkItem(url, name, "fsspec-frames"))
         else:
             failures.append(failure(url, "empty_folder", f"{url}: no images", name))
     if not items and not failures:
-        url = _store_url(scheme, jpeg_path)
+        url = store_url(scheme, jpeg_path)
         failures.append(failure(url, "empty_folder", f"{url}: no video folders inside", "JPEGImages"))
     return items, failures
 
@@ -276,9 +289,9 @@ def _store_vos(fs, scheme: str, jpeg_path: str) -> Resolved:
 def _store_folder(fs, scheme: str, path: str) -> Resolved:
     """A folder on a store: a frame folder, a YouTube-VOS root, or a folder of videos/frame folders."""
     path = path.rstrip("/")
-    url = _store_url(scheme, path)
+    url = store_url(scheme, path)
     name = posixpath.basename(path)
-    children = _children(fs, path)
+    children = list_children(fs, path)
     files = [e for e in children if e.get("type") != "directory"]
     dirs = [e for e in children if e.get("type") == "directory"]
     if any(_is_image(e["name"]) for e in files):
@@ -292,11 +305,11 @@ def _store_folder(fs, scheme: str, path: str) -> Resolved:
     for e in files:
         stem, ext = posixpath.splitext(posixpath.basename(e["name"]))
         if ext.lower() in VIDEO_EXTENSIONS:
-            items.append(WorkItem(_store_url(scheme, e["name"]), stem, "fsspec"))
+            items.append(WorkItem(store_url(scheme, e["name"]), stem, "fsspec"))
     for e in dirs:
         sub = e["name"].rstrip("/")
-        if any(_is_image(c["name"]) for c in _children(fs, sub) if c.get("type") != "directory"):
-            items.append(WorkItem(_store_url(scheme, sub), posixpath.basename(sub), "fsspec-frames"))
+        if any(_is_image(c["name"]) for c in list_children(fs, sub) if c.get("type") != "directory"):
+            items.append(WorkItem(store_url(scheme, sub), posixpath.basename(sub), "fsspec-frames"))
     if not items:
         return [], [failure(url, "empty_folder", f"{url}: no videos, images or frame folders inside", name)]
     return items, []
@@ -314,7 +327,7 @@ def _store_glob(fs, scheme: str, url: str, pattern: str) -> Resolved:
         else:
             stem, ext = posixpath.splitext(posixpath.basename(p))
             if ext.lower() in VIDEO_EXTENSIONS:
-                items.append(WorkItem(_store_url(scheme, p), stem, "fsspec"))
+                items.append(WorkItem(store_url(scheme, p), stem, "fsspec"))
     if not items and not failures:
         what = f"{len(matches)} match(es), none a video or folder" if matches else "no match"
         failures.append(failure(url, "not_found", f"{url}: {what}"))
@@ -342,13 +355,13 @@ def store_call(url: str, options: Optional[SourceOptions], body: Callable[..., R
 
 
 def _store_entry(fs, scheme: str, url: str, path: str) -> Resolved:
-    if _has_magic(path):
+    if has_magic(path):
         return _store_glob(fs, scheme, url, path)
     info = fs.info(path)
     if info.get("type") == "directory":
         return _store_folder(fs, scheme, path)
     stem = posixpath.splitext(posixpath.basename(path.rstrip("/")))[0]
-    return [WorkItem(_store_url(scheme, path), stem, "fsspec")], []
+    return [WorkItem(store_url(scheme, path), stem, "fsspec")], []
 
 
 def _resolve_fsspec(url: str, options: Optional[SourceOptions] = None) -> Resolved:
@@ -457,7 +470,7 @@ def _read_list(path: Path) -> list[str]:
     return _parse_list(path.read_bytes(), path.name)
 
 
-def _join(base: Optional[str], entry: str) -> str:
+def join_entry(base: Optional[str], entry: str) -> str:
     """``entry`` relative to the list file at ``base`` (a local path or an URL)."""
     if base is None or is_url(entry) or entry.lower().startswith(YTDL_PREFIX):
         return entry
@@ -521,15 +534,15 @@ def _expand(entry: str, base: Optional[str], seen_lists: set[str],
     ``media``: see :class:`Media` (``None``: videos)."""
     options = SourceOptions.coerce(options)
     if entry.startswith("@"):
-        return _expand_list(entry, _join(base, entry[1:].strip()), seen_lists, options, media)
+        return _expand_list(entry, join_entry(base, entry[1:].strip()), seen_lists, options, media)
     if entry.lower().startswith(YTDL_PREFIX):
         if media is not None and not media.ytdl:
             return [], [failure(entry, "unsupported_scheme", f"{entry}: {YTDL_PREFIX} is for videos, "
                                 f"not for {media.name}")]
         return _resolve_ytdlp(entry[len(YTDL_PREFIX):], forced=True)
     if media is not None and media.list_suffixes and entry_suffix(entry) in media.list_suffixes:
-        return _expand_list(entry, _join(base, entry), seen_lists, options, media)
-    entry = _join(base, entry)  # a relative entry of a remote list becomes an URL
+        return _expand_list(entry, join_entry(base, entry), seen_lists, options, media)
+    entry = join_entry(base, entry)  # a relative entry of a remote list becomes an URL
     resolvers = RESOLVERS if media is None else media.resolvers
     match = _SCHEME.match(entry)
     if match:

@@ -62,7 +62,6 @@ EXIF orientation is ignored on purpose: the stereo baseline is horizontal in the
 from __future__ import annotations
 
 import csv
-import glob as _glob
 import io
 import json
 import os
@@ -81,13 +80,14 @@ from dynocc.factory.io.sources import (
     Media,
     Resolved,
     WorkItem,
-    _children,
-    _has_magic,
-    _join,
-    _store_url,
-    _url_stem,
+    list_children,
+    has_magic,
+    join_entry,
+    store_url,
+    url_stem,
     entry_suffix,
     failure,
+    resolve_local_glob,
     store_call,
     walk_inputs,
 )
@@ -156,7 +156,7 @@ def is_remote_stereo(item: WorkItem) -> bool:
 
 
 def _stem(source: str) -> str:
-    return _url_stem(source) if is_url(source) else Path(source).stem
+    return url_stem(source) if is_url(source) else Path(source).stem
 
 
 # --------------------------------------------------------------------------- resolve: local
@@ -181,26 +181,14 @@ def _local_folder(folder: Path) -> Resolved:
 
 
 def _local_glob(pattern: str) -> Resolved:
-    items, failures = [], []
-    matches = sorted(_glob.glob(os.path.expanduser(pattern)))
-    for match in matches:
-        path = Path(match)
-        if path.is_dir():
-            i, f = _local_folder(path)
-            items += i
-            failures += f
-        elif path.is_file() and _is_stereo_name(path.name):
-            items.append(_file_item(path))
-    if not items and not failures:
-        what = f"{len(matches)} match(es), none a stereo image or folder" if matches else "no match"
-        failures.append(failure(pattern, "not_found", f"{pattern}: {what}"))
-    return items, failures
+    return resolve_local_glob(pattern, _local_folder, lambda p: _file_item(p) if _is_stereo_name(p.name) else None,
+                              "a stereo image or folder")
 
 
 def _resolve_local(path_str: str, options: SourceOptions) -> Resolved:
     path = Path(path_str).expanduser()
     if not path.exists():
-        if _has_magic(path_str):
+        if has_magic(path_str):
             return _local_glob(path_str)
         return [], [failure(path_str, "not_found", f"{path_str}: no such file or folder")]
     if path.is_file():
@@ -212,21 +200,21 @@ def _resolve_local(path_str: str, options: SourceOptions) -> Resolved:
 
 
 def _resolve_http(url: str, options: Optional[SourceOptions] = None) -> Resolved:
-    return [WorkItem(url, _url_stem(url), "stereo-file")], []
+    return [WorkItem(url, url_stem(url), "stereo-file")], []
 
 
 def _store_folder(fs, scheme: str, path: str) -> Resolved:
     path = path.rstrip("/")
-    items = [WorkItem(_store_url(scheme, e["name"]), _stem(e["name"]), "stereo-file")
-             for e in _children(fs, path) if e.get("type") != "directory" and _is_stereo_name(e["name"])]
+    items = [WorkItem(store_url(scheme, e["name"]), _stem(e["name"]), "stereo-file")
+             for e in list_children(fs, path) if e.get("type") != "directory" and _is_stereo_name(e["name"])]
     if not items:
-        url = _store_url(scheme, path)
+        url = store_url(scheme, path)
         return [], [failure(url, "empty_folder", f"{url}: no stereo images inside", posixpath.basename(path))]
     return items, []
 
 
 def _store_entry(fs, scheme: str, url: str, path: str) -> Resolved:
-    if _has_magic(path):
+    if has_magic(path):
         matches = fs.glob(path, detail=True)
         items, failures = [], []
         for p in sorted(matches):
@@ -235,14 +223,14 @@ def _store_entry(fs, scheme: str, url: str, path: str) -> Resolved:
                 items += i
                 failures += f
             elif _is_stereo_name(p):
-                items.append(WorkItem(_store_url(scheme, p), _stem(p), "stereo-file"))
+                items.append(WorkItem(store_url(scheme, p), _stem(p), "stereo-file"))
         if not items and not failures:
             what = f"{len(matches)} match(es), none a stereo image or folder" if matches else "no match"
             failures.append(failure(url, "not_found", f"{url}: {what}"))
         return items, failures
     if fs.info(path).get("type") == "directory":
         return _store_folder(fs, scheme, path)
-    return [WorkItem(_store_url(scheme, path), _stem(path), "stereo-file")], []
+    return [WorkItem(store_url(scheme, path), _stem(path), "stereo-file")], []
 
 
 def _resolve_store(url: str, options: Optional[SourceOptions] = None) -> Resolved:
@@ -256,7 +244,7 @@ def _pair_side(entry: str, location: str) -> str:
     """A csv cell as an absolute path or an URL (relative to the csv at ``location``)."""
     if entry.lower().startswith("file://"):
         return os.path.abspath(unquote(urlparse(entry).path))
-    joined = _join(location, entry)
+    joined = join_entry(location, entry)
     return joined if is_url(joined) else os.path.abspath(os.path.expanduser(joined))
 
 
