@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from .validate import SCHEMA_VERSION, SchemaError, check_non_empty, check_range, conform, schema_metadata
 
-__all__ = ["SCHEMA_VERSION", "FAILURE_SCHEMA", "FAILURE_COLUMNS", "failure_row", "failures_table", "validate_failures"]
+__all__ = ["SCHEMA_VERSION", "FAILURE_SCHEMA", "FAILURE_COLUMNS", "failure_record", "failure_row", "failures_table", "validate_failures"]
 
 
 def _f(name: str, type_: pa.DataType, doc: str, nullable: bool = False) -> pa.Field:
@@ -53,6 +53,14 @@ def _utc(ts: Any) -> Any:
     return ts
 
 
+def failure_record(input: str, stage: str, error_type: str, message: str,  # noqa: A002 - the column's name
+                   video_id: str | None = None, attempts: int = 1) -> dict:
+    """What failed, where and why, as a dict (the failure row's columns but the timestamp): how resolve
+    and decode failures travel before they are written (:func:`failure_row` adds the time)."""
+    return {"input": str(input), "video_id": video_id, "stage": stage, "error_type": error_type,
+            "message": str(message), "attempts": int(attempts)}
+
+
 def failure_row(
     input: str,  # noqa: A002 - the column's name
     stage: str,
@@ -67,15 +75,8 @@ def failure_row(
 
     ``timestamp`` may be a datetime (naive = UTC), an ISO 8601 string or POSIX seconds.
     """
-    row = {
-        "input": str(input),
-        "video_id": video_id,
-        "stage": stage,
-        "error_type": error_type,
-        "message": str(message),
-        "attempts": int(attempts),
-        "timestamp": _utc(timestamp),
-    }
+    row = failure_record(input, stage, error_type, message, video_id, attempts)
+    row["timestamp"] = _utc(timestamp)
     row.update(extra)
     return row
 

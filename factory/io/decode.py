@@ -52,6 +52,7 @@ import cv2
 import numpy as np
 
 from dynocc.factory.config import DecodeConfig
+from dynocc.schemas.failures import failure_record
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 VIDEO_EXTENSIONS = frozenset(
@@ -82,8 +83,8 @@ class InputError(Exception):
     def to_failure(self, input: str, video_id: Optional[str] = None, attempts: Optional[int] = None) -> dict:
         """This error as a failure dict (keys: input, video_id, stage, error_type, message, attempts);
         ``attempts`` defaults to the error's own count."""
-        return {"input": input, "video_id": video_id, "stage": self.stage, "error_type": self.error_type,
-                "message": self.message, "attempts": self.attempts if attempts is None else attempts}
+        return failure_record(input, self.stage, self.error_type, self.message, video_id,
+                              self.attempts if attempts is None else attempts)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -71,6 +71,7 @@ from urllib.parse import unquote, urljoin, urlparse
 from dynocc.factory.io.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, InputError, list_frame_files, video_id_for
 from dynocc.factory.io.remote import REMOTE_KINDS, YTDL_PREFIX, SourceOptions, filesystem, read_bytes
 from dynocc.factory.io.storage import URL_SCHEME, is_url
+from dynocc.schemas.failures import failure_record
 
 
 @dataclass(frozen=True)
@@ -99,9 +100,8 @@ Resolved = tuple[list[WorkItem], list[dict]]
 
 def failure(input: str, error_type: str, message: str, video_id: Optional[str] = None,
             stage: str = "resolve", attempts: int = 1) -> dict:
-    """A failure dict, as written to the failures table."""
-    return {"input": input, "video_id": video_id, "stage": stage, "error_type": error_type,
-            "message": message, "attempts": attempts}
+    """A resolve failure (:func:`dynocc.schemas.failures.failure_record`)."""
+    return failure_record(input, stage, error_type, message, video_id, attempts)
 
 
 def has_magic(path: str) -> bool:
