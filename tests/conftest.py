@@ -1,4 +1,10 @@
-"""Shared fixtures: real servers on 127.0.0.1 for the remote-source tests.
+"""Shared fixtures for tests/unit and tests/integration (plain helpers: tests/support.py).
+
+``synthetic_videos`` (session)  a factory: writes small synthetic videos into a fresh folder and
+                           returns their paths (see its docstring).
+``mined_clip`` (session)   what `dynocc mine` writes for one small synthetic clip (read-only).
+
+Real servers on 127.0.0.1 for the remote-source tests:
 
 ``moto_server`` (session)  a moto S3 endpoint (``ThreadedMotoServer``) on a free port; yields a
                            :class:`MotoS3` (endpoint, s3fs ``storage_options``, AWS ``env``).
@@ -65,9 +71,9 @@ class MotoS3:
 
 @pytest.fixture(scope="session")
 def moto_server():
-    pytest.importorskip("s3fs")
-    server_mod = pytest.importorskip("moto.server")
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
         host, port = server.get_host_and_port()
@@ -208,6 +214,32 @@ def http_server(tmp_path_factory):
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def synthetic_videos(tmp_path_factory):
+    """Factory ``synthetic_videos(names, height=, width=, n_frames=, frames=None) -> list[Path]``.
+
+    Writes one video per file name into a fresh folder (all the videos of one call share it, and
+    nothing else is in it); the k-th video is made from seed k: by default the frames of
+    ``make_scene(k, height, width, n_frames, n_static=0)``, else those of ``frames(k)``.
+    """
+    from dynocc.factory.io.decode import write_video
+    from dynocc.factory.testing.synthetic import make_scene
+
+    def make(names, height: int = 120, width: int = 160, n_frames: int = 10, frames=None) -> list[Path]:
+        root = tmp_path_factory.mktemp("videos")
+        paths = []
+        for seed, name in enumerate(names):
+            if frames is None:
+                clip = make_scene(seed, height=height, width=width, n_frames=n_frames, n_static=0).frames
+            else:
+                clip = frames(seed)
+            write_video(clip, root / name)
+            paths.append(root / name)
+        return paths
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +13,7 @@ from dynocc.factory.io.decode import write_frame_folder, write_video
 from dynocc.factory.testing.synthetic import make_scene
 from dynocc.factory.io.writer import read_failures, read_frames
 from dynocc.schemas import FRAME_SCHEMA
-
-DYNOCC = [sys.executable, "-m", "dynocc.cli"]
-
-
-def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, RAY_AUTH_MODE="disabled")
-    return subprocess.run([*DYNOCC, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
-
+from support import run_cli
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, Path]:
@@ -39,7 +30,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
 
 def test_mine_writes_schema_v1_shards_and_a_summary(inputs, tmp_path):
     out = tmp_path / "out"
-    r = run("mine", inputs["moving.mp4"], inputs["clip"], "--out", out, "--quiet", "--engine", "local")
+    r = run_cli("mine", inputs["moving.mp4"], inputs["clip"], "--out", out, "--quiet", "--engine", "local")
     assert r.returncode == 0, r.stderr
     assert "videos ok: 2  failed: 0" in r.stdout
     assert "pairs/frame" in r.stdout and "seconds" in r.stdout
@@ -51,7 +42,7 @@ def test_mine_writes_schema_v1_shards_and_a_summary(inputs, tmp_path):
     assert sum(len(o) for o in table["pair_ordinal"].to_pylist()) > 0
     assert (out / "_SUCCESS").exists()
 
-    stats = run("stats", out, "--json")
+    stats = run_cli("stats", out, "--json")
     assert stats.returncode == 0, stats.stderr
     s = json.loads(stats.stdout)
     assert s["videos_ok"] == 2 and s["videos_failed"] == 0
@@ -63,7 +54,7 @@ def test_bad_inputs_get_one_line_and_a_failure_row_while_the_rest_is_mined(input
     out = tmp_path / "out"
     missing = inputs["moving.mp4"].parent / "does_not_exist.mp4"
     bad = [inputs["corrupt.mp4"], inputs["notes.txt"], inputs["one_frame.mp4"], inputs["empty"], missing]
-    r = run("mine", inputs["moving.mp4"], *bad, "--out", out, "--quiet", "--engine", "local")
+    r = run_cli("mine", inputs["moving.mp4"], *bad, "--out", out, "--quiet", "--engine", "local")
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr
     failed_lines = [line for line in r.stderr.splitlines() if line.startswith("failed:")]
@@ -81,7 +72,7 @@ def test_bad_inputs_get_one_line_and_a_failure_row_while_the_rest_is_mined(input
 
 
 def test_only_bad_inputs_exit_3(inputs, tmp_path):
-    r = run("mine", inputs["corrupt.mp4"], "--out", tmp_path / "out", "--quiet", "--engine", "local")
+    r = run_cli("mine", inputs["corrupt.mp4"], "--out", tmp_path / "out", "--quiet", "--engine", "local")
     assert r.returncode == 3
     assert "Traceback" not in r.stderr and "failed:" in r.stderr
 
@@ -96,7 +87,7 @@ def test_only_bad_inputs_exit_3(inputs, tmp_path):
     ],
 )
 def test_bad_config_exits_2_with_a_message_naming_the_setting(inputs, tmp_path, flags, words):
-    r = run("mine", inputs["moving.mp4"], "--out", tmp_path / "out", "--quiet", "--engine", "local", *flags)
+    r = run_cli("mine", inputs["moving.mp4"], "--out", tmp_path / "out", "--quiet", "--engine", "local", *flags)
     assert r.returncode == 2
     assert words in r.stderr
     assert "Traceback" not in r.stderr
@@ -107,7 +98,7 @@ def test_config_file_and_flags_reach_the_rows(inputs, tmp_path):
     cfg = tmp_path / "miner.yaml"
     cfg.write_text("dataset: mine-test\ndecode:\n  max_long_side: 128\n")
     out = tmp_path / "out"
-    r = run("mine", inputs["moving.mp4"], "--out", out, "--quiet", "--engine", "local", "--config", cfg)
+    r = run_cli("mine", inputs["moving.mp4"], "--out", out, "--quiet", "--engine", "local", "--config", cfg)
     assert r.returncode == 0, r.stderr
     table = read_frames(str(out))
     assert set(table["dataset"].to_pylist()) == {"mine-test"}
@@ -116,18 +107,18 @@ def test_config_file_and_flags_reach_the_rows(inputs, tmp_path):
 
 def test_the_same_input_gives_identical_rows_and_a_rerun_resumes(inputs, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    assert run("mine", inputs["moving.mp4"], "--out", a, "--quiet", "--engine", "local").returncode == 0
-    assert run("mine", inputs["moving.mp4"], "--out", b, "--quiet", "--engine", "local").returncode == 0
+    assert run_cli("mine", inputs["moving.mp4"], "--out", a, "--quiet", "--engine", "local").returncode == 0
+    assert run_cli("mine", inputs["moving.mp4"], "--out", b, "--quiet", "--engine", "local").returncode == 0
     ta, tb = read_frames(str(a)), read_frames(str(b))
     assert ta.equals(tb)
-    again = run("mine", inputs["moving.mp4"], "--out", a, "--quiet", "--engine", "local")
+    again = run_cli("mine", inputs["moving.mp4"], "--out", a, "--quiet", "--engine", "local")
     assert again.returncode == 0 and "already done: 1" in again.stdout
     keys = list(zip(read_frames(str(a))["video_id"].to_pylist(), read_frames(str(a))["frame_index"].to_pylist()))
     assert len(keys) == len(set(keys)) == ta.num_rows
 
 
 def test_help_lists_the_commands():
-    r = run("--help")
+    r = run_cli("--help")
     assert r.returncode == 0
     for cmd in ("mine", "demo", "stats"):
         assert cmd in r.stdout
@@ -135,7 +126,7 @@ def test_help_lists_the_commands():
 
 @pytest.mark.slow
 def test_demo_mines_bikes_and_draws_overlays(tmp_path):
-    r = run("demo", "--out", tmp_path / "demo", "--max-frames", "48", "--quiet")
+    r = run_cli("demo", "--out", tmp_path / "demo", "--max-frames", "48", "--quiet")
     assert r.returncode == 0, r.stderr
     pngs = sorted((tmp_path / "demo" / "overlays").glob("*.png"))
     assert pngs, r.stdout
@@ -155,11 +146,12 @@ def test_mine_from_s3_glob_and_http_into_s3_then_stats(inputs, tmp_path, s3, htt
     write_video(clip.frames, http_server.root / "street.mp4")
     out = s3.url("mined")
     so = json.dumps(s3.storage_options)
-    r = run("mine", s3.url("videos/*.mp4"), http_server.url("street.mp4"), http_server.url("status/404/cli-missing.mp4"),
-            "--out", out, "--quiet", "--engine", "local", "--storage-options", so)
+    r = run_cli("mine", s3.url("videos/*.mp4"), http_server.url("street.mp4"),
+                http_server.url("status/404/cli-missing.mp4"), "--out", out, "--quiet", "--engine", "local",
+                "--storage-options", so)
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr
-    stats = run("stats", out, "--json", "--storage-options", so)
+    stats = run_cli("stats", out, "--json", "--storage-options", so)
     assert stats.returncode == 0, stats.stderr
     s = json.loads(stats.stdout)
     assert (s["videos_ok"], s["videos_failed"]) == (2, 2)

@@ -3,107 +3,101 @@
 The head is started by the test in its own process group and torn down with it, so no other
 test's Ray is touched. The driver is killed mid-run (SIGKILL, no chance to clean up) and the same
 command is run again: the rows must equal those of an uninterrupted run.
+
+The kill always lands mid-run: in the first run the actor given the last video exits at once each
+time it gets it (the engine's crash test hook, retried up to 1000 times), so that run cannot end
+while the other videos get committed; the driver is killed once the first of them is.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from dynocc.factory.io.decode import write_video
-from dynocc.factory.testing.synthetic import make_scene
+from dynocc.factory.engine.ray_engine import CRASH_ENV
 from dynocc.factory.io.writer import read_frames
+from support import cli_env, free_port, run_cli, start_cli, wait_for
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).with_name("ray"))
+N_VIDEOS = 4
+CRASHING = f"clip{N_VIDEOS - 1}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env() -> dict:
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
-    env.pop("RAY_ADDRESS", None)
-    return env
+def _cpus_in_use(address: str) -> float | None:
+    """CPUs held on the cluster by actors and tasks, as `ray status` reports them (None: no answer)."""
+    r = subprocess.run([RAY, "status", f"--address={address}"], capture_output=True, text=True, env=cli_env(),
+                       timeout=60)
+    m = re.search(r"([\d.]+)/([\d.]+) CPU", r.stdout)
+    return float(m.group(1)) if r.returncode == 0 and m else None
 
 
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("head") / "head.log", "w")
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("head") / "head.log"
+    log = open(log_path, "w")
     head = subprocess.Popen(
         [RAY, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
          "--include-dashboard=false", "--disable-usage-stats"],
-        stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True,
+        stdout=log, stderr=subprocess.STDOUT, env=cli_env(), start_new_session=True,
     )
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        assert head.poll() is None, "ray start --head exited early"
-        time.sleep(0.5)
-    else:
-        pytest.fail("the Ray head did not come up")
-    time.sleep(2)  # the raylet registers just after the GCS port opens
-    yield f"127.0.0.1:{port}"
-    os.killpg(head.pid, signal.SIGTERM)
     try:
-        head.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(head.pid, signal.SIGKILL)
-    log.close()
+        # `ray start` says so once its raylet has registered with the GCS (output unbuffered: cli_env).
+        try:
+            wait_for(lambda: "Ray runtime started" in log_path.read_text(errors="replace"), timeout=90,
+                     what="the Ray head", interval=0.2, alive=head)
+        except AssertionError as e:
+            pytest.fail(f"{e}\n{log_path.read_text(errors='replace')[-3000:]}", pytrace=False)
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(10)
+        log.close()
 
 
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory) -> list[str]:
-    root = tmp_path_factory.mktemp("videos")
-    paths = []
-    for seed in range(4):
-        scene = make_scene(seed=seed, height=160, width=224, n_frames=20, n_static=0)
-        write_video(scene.frames, root / f"clip{seed}.mp4")
-        paths.append(str(root / f"clip{seed}.mp4"))
-    return paths
+def _committed(out: Path) -> list[Path]:
+    return list((out / "stats").glob("*.json")) if (out / "stats").is_dir() else []
 
 
-def _mine(videos, out, *extra) -> list[str]:
-    return [sys.executable, "-m", "dynocc.cli", "mine", *videos, "--out", str(out), "--quiet", *extra]
-
-
-def test_mine_joins_a_running_cluster_and_resumes_after_the_driver_is_killed(ray_head, videos, tmp_path):
+def test_mine_joins_a_running_cluster_and_resumes_after_the_driver_is_killed(ray_head, synthetic_videos, tmp_path):
+    names = [f"clip{seed}.mp4" for seed in range(N_VIDEOS)]
+    videos = [str(p) for p in synthetic_videos(names, height=160, width=224, n_frames=20)]
     reference = tmp_path / "reference"
-    r = subprocess.run(_mine(videos, reference, "--engine", "local"), env=_env(), capture_output=True, text=True)
+    r = run_cli("mine", *videos, "--out", reference, "--quiet", "--engine", "local")
     assert r.returncode == 0, r.stderr
 
     out = tmp_path / "cluster"
-    cmd = _mine(videos, out, "--address", ray_head, "--actors", "1")
-    driver = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and driver.poll() is None:
-        if len(list((out / "stats").glob("*.json"))) >= 1:
-            break
-        time.sleep(0.05)
-    killed = driver.poll() is None
-    if killed:
-        driver.kill()  # SIGKILL: no handler runs, no cleanup
-    driver.wait(30)
-    time.sleep(1)
+    cmd = ["mine", *videos, "--out", out, "--quiet", "--address", ray_head, "--actors", "2", "--max-retries", "1000"]
+    driver = start_cli(*cmd, env={CRASH_ENV: CRASHING})
+    try:
+        wait_for(lambda: _committed(out), timeout=180, what="the first committed item", alive=driver)
+    except AssertionError as e:
+        driver.kill()
+        pytest.fail(f"{e}\n{driver.communicate(timeout=30)[1][-3000:]}", pytrace=False)
+    driver.kill()  # SIGKILL: no handler runs, no cleanup
+    driver.communicate(timeout=30)
+    assert driver.returncode == -signal.SIGKILL  # it was still running: killed mid-job
+    # The dead driver's actors are gone once the cluster holds no CPU any more.
+    wait_for(lambda: _cpus_in_use(ray_head) == 0.0, timeout=120, what="the killed job's actors to go",
+             interval=0.5)
 
-    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    r = run_cli(*cmd)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
-    if killed:
-        assert "already done:" in r.stdout
+    assert "already done:" in r.stdout
+    m = re.search(r"already done: (\d+)", r.stdout)
+    assert m and 1 <= int(m.group(1)) < N_VIDEOS, r.stdout
     got, want = read_frames(str(out)), read_frames(str(reference))
     keys = list(zip(got["video_id"].to_pylist(), got["frame_index"].to_pylist()))
     assert len(keys) == len(set(keys)), "duplicate (video_id, frame_index)"

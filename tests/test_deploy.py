@@ -33,15 +33,15 @@ import yaml
 import dynocc
 from dynocc.cli import build_parser
 from dynocc.jobspec import load_job_spec
+from support import REPO, SHARED
 
-ROOT = Path(__file__).resolve().parents[1]
-DEPLOY = ROOT / "deploy"
-KUBERAY_CRDS = Path(__file__).parents[1].parent / "shared/kuberay"
+DEPLOY = REPO / "deploy"
+KUBERAY_CRDS = SHARED / "kuberay"
 CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
 KUBERAY_MANIFESTS = sorted((DEPLOY / "kuberay").glob("*.yaml"))
 LAUNCHER = DEPLOY / "cluster-launcher" / "aws-gpu.yaml"
 DOCKERFILE = DEPLOY / "Dockerfile"
-YAML_FILES = sorted([*DEPLOY.rglob("*.yaml"), *(ROOT / "jobs").glob("*.yaml")])
+YAML_FILES = sorted([*DEPLOY.rglob("*.yaml"), *(REPO / "jobs").glob("*.yaml")])
 
 CONTAINER_APP = "/home/ray/app"  # where deploy/Dockerfile puts jobs/
 
@@ -52,7 +52,7 @@ def test_the_deploy_files_exist():
         assert (DEPLOY / rel).is_file(), rel
 
 
-@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_yaml_file_parses(path):
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
     assert docs and all(isinstance(d, dict) for d in docs)
@@ -251,7 +251,7 @@ def deploy_commands() -> list[tuple[str, str]]:
     out += [(f"{LAUNCHER.name}: commands", c) for c in _commands_of_launcher(yaml.safe_load(LAUNCHER.read_text()))]
     out += [("Dockerfile: RUN", c) for c in _dockerfile_runs(DOCKERFILE.read_text())]
     for path in [*YAML_FILES, DOCKERFILE]:
-        out += [(f"{path.relative_to(ROOT)}: comment", c) for c in _usage_lines(path.read_text())]
+        out += [(f"{path.relative_to(REPO)}: comment", c) for c in _usage_lines(path.read_text())]
     return out
 
 
@@ -268,7 +268,7 @@ def test_every_dynocc_command_in_deploy_parses_and_names_existing_specs():
         except AssertionError as e:
             problems.append(f"{where}: {e}")
         for arg in argv:
-            if arg.startswith("jobs/") and not (ROOT / arg).is_file():
+            if arg.startswith("jobs/") and not (REPO / arg).is_file():
                 problems.append(f"{where}: `dynocc {shlex.join(argv)}` names {arg}, which is not in the repository")
     assert not problems, "\n".join(problems)
 
@@ -340,7 +340,7 @@ def test_the_rayjob_cluster_holds_the_spec_it_runs_from_the_start():
     RayJob's minimum workers must hold the spec's actors."""
     manifest = load_manifest(DEPLOY / "kuberay/rayjob-mine.yaml")
     (argv,) = dynocc_argvs(manifest["spec"]["entrypoint"])
-    spec_path = ROOT / argv[argv.index("--job") + 1]
+    spec_path = REPO / argv[argv.index("--job") + 1]
     cpus, gpus = _pool(spec_path)
     cluster = manifest["spec"]["rayClusterSpec"]
     up_cpus = sum(g["minReplicas"] * _limit(_container(g["template"]), "cpu") for g in cluster["workerGroupSpecs"])
@@ -353,7 +353,7 @@ def test_the_rayjob_cluster_holds_the_spec_it_runs_from_the_start():
     manifest = load_manifest(DEPLOY / "kuberay/rayjob-train.yaml")
     (argv,) = dynocc_argvs(manifest["spec"]["entrypoint"])
     args = build_parser().parse_args(argv)
-    scale = yaml.safe_load((ROOT / args.config).read_text()).get("scale", {})
+    scale = yaml.safe_load((REPO / args.config).read_text()).get("scale", {})
     workers = args.workers or scale.get("workers", 1)
     use_gpu = args.use_gpu or scale.get("use_gpu", False)
     groups = manifest["spec"]["rayClusterSpec"]["workerGroupSpecs"]
@@ -366,7 +366,7 @@ def test_the_rayjob_cluster_holds_the_spec_it_runs_from_the_start():
 def test_the_standing_cluster_holds_each_shipped_spec():
     cluster = load_manifest(DEPLOY / "kuberay/raycluster.yaml")["spec"]
     groups = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
-    for spec_path in sorted((ROOT / "jobs").glob("mine_*.yaml")):
+    for spec_path in sorted((REPO / "jobs").glob("mine_*.yaml")):
         cpus, gpus = _pool(spec_path)
         group = groups["gpu" if gpus > 0 else "cpu"]
         c = _container(group["template"])
@@ -402,7 +402,7 @@ def test_cluster_launcher_config_is_valid_for_ray():
     # the minimum workers hold the shipped specs' pools
     gpu_min = sum(t.get("min_workers", 0) * t["resources"].get("GPU", 0) for t in types.values())
     cpu_min = {name: t.get("min_workers", 0) * t["resources"].get("CPU", 0) for name, t in types.items()}
-    for spec_path in sorted((ROOT / "jobs").glob("mine_*.yaml")):
+    for spec_path in sorted((REPO / "jobs").glob("mine_*.yaml")):
         cpus, gpus = _pool(spec_path)
         if gpus:
             assert gpus <= gpu_min, spec_path.name
@@ -461,7 +461,7 @@ def test_dockerfile_cuda_base_project_installed_non_root():
     assert [rest for op, rest in final["ops"] if op == "CMD"]
 
     # COPY sources exist and the root .dockerignore keeps them in the build context
-    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
     for stage in stages:
         for op, rest in stage["ops"]:
@@ -469,7 +469,7 @@ def test_dockerfile_cuda_base_project_installed_non_root():
                 continue
             sources = [w for w in rest.split() if not w.startswith("--")][:-1]
             for source in sources:
-                assert (ROOT / source).exists(), source
+                assert (REPO / source).exists(), source
                 assert not _dockerignore_excludes(source.rstrip("/"), patterns), f".dockerignore drops {source}"
     for junk in (".venv", ".git", "bench_out", "tests"):
         assert _dockerignore_excludes(junk, patterns), junk

@@ -14,20 +14,17 @@ The test checks that too whenever it happens.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from dynocc.factory.io.decode import write_video
-from dynocc.factory.testing.synthetic import make_scene
 from dynocc.factory.io.writer import ShardWriter, committed_items, read_frames
+from support import run_cli, start_cli
 
 N_VIDEOS = 4
 POLL_S = 0.005
@@ -35,31 +32,19 @@ START_TIMEOUT_S = 60.0  # imports and the first item, on a busy 2-core machine
 RUN_TIMEOUT_S = 120.0
 
 @pytest.fixture(scope="module")
-def videos(tmp_path_factory) -> list[str]:
+def videos(synthetic_videos) -> list[str]:
     # 320x240, 24 frames: about 0.5 s of mining per video here, so a SIGINT sent a few ms after
     # the first commit marker lands in the middle of the job.
-    root = tmp_path_factory.mktemp("videos")
-    paths = []
-    for seed in range(N_VIDEOS):
-        path = root / f"clip{seed}.mp4"
-        write_video(make_scene(seed, height=240, width=320, n_frames=24, n_static=0).frames, path)
-        paths.append(str(path))
-    return paths
+    paths = synthetic_videos([f"clip{seed}.mp4" for seed in range(N_VIDEOS)], height=240, width=320, n_frames=24)
+    return [str(p) for p in paths]
 
 
-def _env() -> dict:
-    env = dict(os.environ)
-    env["RAY_AUTH_MODE"] = "disabled"
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def _cmd(videos: list[str], out: Path) -> list[str]:
-    return [sys.executable, "-m", "dynocc.cli", "mine", *videos, "--out", str(out), "--engine", "local", "--quiet"]
+def _args(videos: list[str], out: Path) -> list:
+    return ["mine", *videos, "--out", out, "--engine", "local", "--quiet"]
 
 
 def _run(videos: list[str], out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(_cmd(videos, out), env=_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    return run_cli(*_args(videos, out), timeout=RUN_TIMEOUT_S)
 
 
 def _markers(out: Path) -> list[Path]:
@@ -82,8 +67,7 @@ def _sorted(table: pa.Table) -> pa.Table:
 
 def _interrupt_mid_job(videos: list[str], out: Path) -> tuple[int, str, str, int]:
     """Start the job, SIGINT it once 1..N-1 items are committed; (rc, stdout, stderr, markers seen)."""
-    proc = subprocess.Popen(_cmd(videos, out), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = start_cli(*_args(videos, out))
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         seen = 0

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,15 +13,9 @@ from dynocc.factory.io.decode import write_video
 from dynocc.factory.testing.synthetic import make_scene
 from dynocc.factory.io.writer import read_frames
 from dynocc.jobspec import apply_job_spec, load_job_spec, miner_assignments, spec_kind
+from support import REPO, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-MINE_SPECS = sorted((ROOT / "jobs").glob("mine_*.yaml"))
-DYNOCC = [sys.executable, "-m", "dynocc.cli"]
-
-
-def run(*args, cwd=None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, RAY_AUTH_MODE="disabled")
-    return subprocess.run([*DYNOCC, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+MINE_SPECS = sorted((REPO / "jobs").glob("mine_*.yaml"))
 
 
 def write_spec(path: Path, **tree) -> Path:
@@ -72,13 +63,13 @@ def _miner_dump(spec) -> dict:
 
 
 def test_the_shipped_specs_say_what_their_names_say():
-    vos = load_job_spec(str(ROOT / "jobs/mine_youtube_vos.yaml"))
+    vos = load_job_spec(str(REPO / "jobs/mine_youtube_vos.yaml"))
     assert any(i.rstrip("/").endswith("JPEGImages") for i in vos.inputs)
     assert vos.gpus_per_actor and vos.miner["flow"]["backend"] == "raft-small"
-    urls = load_job_spec(str(ROOT / "jobs/mine_urls.yaml"))
+    urls = load_job_spec(str(REPO / "jobs/mine_urls.yaml"))
     assert urls.inputs[0].startswith("@s3://") and urls.inputs[0].endswith("urls.txt")
     assert urls.miner["source"]["max_height"] and urls.miner["source"]["max_duration"]
-    stereo = load_job_spec(str(ROOT / "jobs/mine_stereo.yaml"))
+    stereo = load_job_spec(str(REPO / "jobs/mine_stereo.yaml"))
     assert stereo.command == "mine-stereo" and stereo.miner["stereo"]["sigma"] == 0.02
 
 
@@ -112,14 +103,14 @@ def test_a_bad_key_or_value_is_refused_naming_the_key(tmp_path, capsys, change, 
 
 def test_the_cli_reports_a_bad_spec_without_a_traceback(tmp_path):
     spec = write_spec(tmp_path / "bad.yaml", **{**BASE, "rows_per_shard": "many", "miner": {"seed": "x"}})
-    r = run("mine", "--job", spec)
+    r = run_cli("mine", "--job", spec)
     assert r.returncode == 2
     assert "rows_per_shard" in r.stderr and "miner.seed" in r.stderr and "Traceback" not in r.stderr
     for text, message in (("- just\n- a list\n", "must hold a mapping"), ("command: [\n", "not valid YAML")):
         (tmp_path / "x.yaml").write_text(text)
-        r = run("mine", "--job", tmp_path / "x.yaml")
+        r = run_cli("mine", "--job", tmp_path / "x.yaml")
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
-    r = run("mine", "--job", tmp_path / "missing.yaml")
+    r = run_cli("mine", "--job", tmp_path / "missing.yaml")
     assert r.returncode == 2 and "job spec not found" in r.stderr
 
 
@@ -211,7 +202,7 @@ def test_a_local_job_spec_runs_with_dynocc_mine_job(clips, tmp_path):
     out = tmp_path / "mined"
     spec = write_spec(tmp_path / "local.yaml", command="mine", inputs=[str(clips / "clip1.mp4"), str(clips / "clip2.mp4")],
                       out=str(out), engine="local", rows_per_shard=4, miner={"dataset": "from-spec", "seed": 3})
-    r = run("mine", "--job", spec, "--quiet")
+    r = run_cli("mine", "--job", spec, "--quiet")
     assert r.returncode == 0, r.stderr
     assert "videos ok: 2  failed: 0" in r.stdout
     table = read_frames(str(out))
@@ -222,16 +213,16 @@ def test_a_local_job_spec_runs_with_dynocc_mine_job(clips, tmp_path):
     assert len(list((out / "frames").glob("*.parquet"))) >= 2
 
     # rerun: resumes (nothing left to mine); a flag overrides the spec's out
-    r = run("mine", "--job", spec, "--quiet")
+    r = run_cli("mine", "--job", spec, "--quiet")
     assert r.returncode == 0 and "already done: 2" in r.stdout, r.stdout
-    r = run("mine", "--job", spec, "--quiet", "--out", tmp_path / "other", str(clips / "clip1.mp4"))
+    r = run_cli("mine", "--job", spec, "--quiet", "--out", tmp_path / "other", str(clips / "clip1.mp4"))
     assert r.returncode == 0 and "videos ok: 1" in r.stdout, r.stderr
     assert set(read_frames(str(tmp_path / "other"))["video_id"].to_pylist()) == {"clip1"}
 
 
 def test_a_local_stereo_job_spec_runs_with_dynocc_mine_stereo_job(tmp_path):
-    skimage_data = pytest.importorskip("skimage.data")
     import numpy as np
+    import skimage.data as skimage_data
     from PIL import Image
 
     left, right, _ = skimage_data.stereo_motorcycle()
@@ -240,7 +231,7 @@ def test_a_local_stereo_job_spec_runs_with_dynocc_mine_stereo_job(tmp_path):
     spec = write_spec(tmp_path / "stereo.yaml", command="mine-stereo", inputs=[str(tmp_path / "moto.png")], out=str(out),
                       engine="local", miner={"max_long_side": 320,
                                                          "stereo": {"random_pairs": 50, "edge_pairs": 50, "equal_pairs": 20}})
-    r = run("mine-stereo", "--job", spec, "--quiet")
+    r = run_cli("mine-stereo", "--job", spec, "--quiet")
     assert r.returncode == 0, r.stderr
     table = read_frames(str(out))
     assert table["video_id"].to_pylist() == ["moto"]

@@ -3,9 +3,6 @@ the true disparity after reading the shard back; bad stereo inputs become failur
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,12 +11,7 @@ from skimage.data import stereo_motorcycle
 
 from dynocc.factory.core.stereo import decode_inverse_depth_png
 from dynocc.factory.io.writer import read_failures, read_frames
-
-
-def run(*args) -> subprocess.CompletedProcess:
-    env = dict(os.environ, RAY_AUTH_MODE="disabled")
-    return subprocess.run([sys.executable, "-m", "dynocc.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300)
+from support import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +42,8 @@ def grade(table, disparity, video_id):
 def test_mine_stereo_writes_depth_and_accurate_pairs_and_records_bad_pairs(stereo_files, tmp_path):
     root, disparity = stereo_files
     out = tmp_path / "out"
-    r = run("mine-stereo", root / "motorcycle.png", root / "moto_mpo.mpo", root / "truncated.mpo",
-            root / "mono.mpo", root / "pairs.csv", "--out", out, "--engine", "local", "--quiet")
+    r = run_cli("mine-stereo", root / "motorcycle.png", root / "moto_mpo.mpo", root / "truncated.mpo",
+                root / "mono.mpo", root / "pairs.csv", "--out", out, "--engine", "local", "--quiet")
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr
     table = read_frames(str(out))
@@ -75,7 +67,7 @@ def test_mine_stereo_writes_depth_and_accurate_pairs_and_records_bad_pairs(stere
 def test_mine_stereo_on_ray_gives_the_rows_of_the_local_engine(stereo_files, tmp_path):
     root, _ = stereo_files
     a, b = tmp_path / "local", tmp_path / "ray"
-    assert run("mine-stereo", root / "motorcycle.png", "--out", a, "--engine", "local", "--quiet").returncode == 0
-    r = run("mine-stereo", root / "motorcycle.png", "--out", b, "--engine", "ray", "--actors", "1", "--quiet")
+    assert run_cli("mine-stereo", root / "motorcycle.png", "--out", a, "--engine", "local", "--quiet").returncode == 0
+    r = run_cli("mine-stereo", root / "motorcycle.png", "--out", b, "--engine", "ray", "--actors", "1", "--quiet")
     assert r.returncode == 0, r.stderr
     assert read_frames(str(a)).equals(read_frames(str(b)))

@@ -7,12 +7,11 @@ the engine uses an initialised Ray as it is. The CLI tests start their own Ray i
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import ray
 
 from dynocc.factory.config import MinerConfig
 from dynocc.factory.io.decode import write_video
@@ -20,21 +19,19 @@ from dynocc.factory.engine.job import MineUsageError, run_mine_job
 from dynocc.factory.engine.ray_engine import CRASH_ENV, default_actors, run_mine_job_ray
 from dynocc.factory.testing.synthetic import make_scene
 from dynocc.factory.io.writer import ShardWriter, committed_items, read_failures, read_frames
-
-ray = pytest.importorskip("ray")
+from support import run_cli
 
 CONFIG = MinerConfig()
 VIDEO_IDS = ("v0", "v1", "v2")
 
 
 @pytest.fixture(scope="module")
-def videos(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("videos")
-    for seed, vid in enumerate(VIDEO_IDS):
-        write_video(make_scene(seed, height=96, width=128, n_frames=10, n_static=0).frames, root / f"{vid}.mp4")
+def videos(synthetic_videos, tmp_path_factory) -> dict[str, Path]:
+    paths = synthetic_videos([f"{vid}.mp4" for vid in VIDEO_IDS], height=96, width=128, n_frames=10)
+    root = paths[0].parent
     bad = tmp_path_factory.mktemp("bad")
     (bad / "corrupt.mp4").write_bytes(os.urandom(4096))
-    return {**{vid: root / f"{vid}.mp4" for vid in VIDEO_IDS}, "dir": root, "corrupt": bad / "corrupt.mp4",
+    return {**dict(zip(VIDEO_IDS, paths)), "dir": root, "corrupt": bad / "corrupt.mp4",
             "missing": bad / "does_not_exist.mp4"}
 
 
@@ -170,33 +167,26 @@ def test_default_pool_size():
 # --------------------------------------------------------------------------- the CLI
 
 
-def _cli(*args, env_extra=None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", **(env_extra or {}))
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.run([sys.executable, "-m", "dynocc.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300)
-
-
 @pytest.mark.slow
 def test_cli_ray_engine_crash_summary_and_exit_codes(videos, tmp_path):
     out = tmp_path / "out"
-    r = _cli("mine", videos["dir"], videos["corrupt"], "--out", out, "--quiet", "--actors", "1",
-             "--max-retries", "0", env_extra={CRASH_ENV: "v2"})
+    r = run_cli("mine", videos["dir"], videos["corrupt"], "--out", out, "--quiet", "--actors", "1",
+                "--max-retries", "0", env={CRASH_ENV: "v2"})
     assert r.returncode == 1, r.stderr
     assert "videos ok: 2  failed: 2  already done: 0" in r.stdout
     assert r.stdout.splitlines()[0].startswith("videos ok:")  # Ray prints nothing on stdout
     assert "Traceback" not in r.stderr
     failed = sorted(line for line in r.stderr.splitlines() if line.startswith("failed:"))
     assert len(failed) == 2 and "worker_lost" in failed[1] and "not_a_video" in failed[0], r.stderr
-    local = _cli("mine", videos["dir"], "--out", out, "--quiet", "--engine", "local", "--retry-failed")
+    local = run_cli("mine", videos["dir"], "--out", out, "--quiet", "--engine", "local", "--retry-failed")
     assert local.returncode == 0, local.stderr
     assert "videos ok: 1  failed: 0  already done: 2" in local.stdout
 
 
 def test_cli_refuses_a_pool_too_big_and_ray_flags_with_the_local_engine(videos, tmp_path):
-    r = _cli("mine", videos["v0"], "--out", tmp_path / "out", "--quiet", "--actors", "64")
+    r = run_cli("mine", videos["v0"], "--out", tmp_path / "out", "--quiet", "--actors", "64")
     assert r.returncode == 2
     assert "64 actors" in r.stderr and "Traceback" not in r.stderr
-    r = _cli("mine", videos["v0"], "--out", tmp_path / "out", "--engine", "local", "--actors", "2")
+    r = run_cli("mine", videos["v0"], "--out", tmp_path / "out", "--engine", "local", "--actors", "2")
     assert r.returncode == 2 and "--actors" in r.stderr
     assert not (tmp_path / "out").exists()

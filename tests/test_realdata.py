@@ -31,8 +31,9 @@ from dynocc.factory.testing.realdata import (
     window_depth,
 )
 from dynocc.factory.core.sampling import sample
+from support import SHARED
 
-REALDATA = Path(os.environ.get("DYNOCC_REALDATA", Path(__file__).parents[1].parent / "shared/realdata"))
+REALDATA = Path(os.environ.get("DYNOCC_REALDATA", SHARED / "realdata"))
 SEQUENCES = ("tartanair_hospital", "hololens_office")
 
 pytestmark = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"realdata not found at {REALDATA}")

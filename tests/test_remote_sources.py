@@ -295,11 +295,9 @@ def test_ytdlp_cookies_are_sent(www, cookies_file):
 
 
 @pytest.fixture(scope="module")
-def videos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("videos")
-    for k, name in enumerate(("b.mp4", "a.mp4")):
-        write_video(make_frames(seed=k), folder / name)
-    return folder
+def videos(synthetic_videos) -> Path:
+    """A folder with b.mp4 and a.mp4 (make_frames seeds 0 and 1) and nothing else."""
+    return synthetic_videos(["b.mp4", "a.mp4"], frames=lambda seed: make_frames(seed=seed))[0].parent
 
 
 def test_s3_glob_fetch_and_decode(s3, videos):

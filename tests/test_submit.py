@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,8 +25,8 @@ from dynocc import cli, submit
 from dynocc.factory.io.decode import write_video
 from dynocc.factory.testing.synthetic import make_scene
 from dynocc.factory.io.writer import read_frames
+from support import REPO, cli_env, free_port, run_cli, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_spec(path: Path, **tree) -> Path:
@@ -51,7 +49,7 @@ class FakeJobs:
         self.count += 1
         env = kw.get("runtime_env") or {}
         for i, folder in enumerate([env.get("working_dir"), *env.get("py_modules", [])]):
-            if folder and Path(folder).is_dir() and Path(folder) != ROOT:
+            if folder and Path(folder).is_dir() and Path(folder) != REPO:
                 copy = self.tmp / f"upload{self.count}-{i}" / Path(folder).name
                 shutil.copytree(folder, copy)
                 self.uploads[folder] = copy
@@ -148,7 +146,7 @@ def test_no_wait_returns_after_submitting(fake, spec, capsys):
 
 
 def test_working_dir_ships_the_project_with_one_complete_dynocc_package(fake, monkeypatch, capsys):
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(REPO)
     seen = {}
 
     def check_import(**kw):  # while the staged copy exists: first on PYTHONPATH, it must import as dynocc
@@ -168,8 +166,8 @@ def test_working_dir_ships_the_project_with_one_complete_dynocc_package(fake, mo
     for pattern in (".venv/", ".git/", "**/__pycache__/"):
         assert pattern in env["excludes"], pattern
     staged = fake.uploads[env["working_dir"]]
-    assert staged.name == ROOT.name
-    assert (staged / "jobs/mine_urls.yaml").read_text() == (ROOT / "jobs/mine_urls.yaml").read_text()
+    assert staged.name == REPO.name
+    assert (staged / "jobs/mine_urls.yaml").read_text() == (REPO / "jobs/mine_urls.yaml").read_text()
     for rel in ("dynocc/__init__.py", "dynocc/cli.py", "dynocc/jobspec.py", "dynocc/factory/engine/ray_engine.py",
                 "dynocc/schemas/__init__.py", "dynocc/trainer/config.py", "pyproject.toml"):
         assert (staged / rel).is_file(), rel
@@ -189,7 +187,7 @@ def test_a_training_spec_runs_dynocc_train_with_out_and_more_args(fake, tmp_path
     assert fake.submitted["entrypoint"] == "dynocc train --config train_small.yaml --out s3://b/runs/1 --resume --workers 2"
     assert fake.submitted["metadata"]["dynocc_command"] == "train"
     # the shipped training specs are recognised as such
-    for path in sorted((ROOT / "jobs").glob("train_*.yaml")):
+    for path in sorted((REPO / "jobs").glob("train_*.yaml")):
         assert submit.validate_spec(str(path)) == "train", path.name
     # dynocc train needs --out: refused here, before any cluster time is spent
     fake.submitted = {}
@@ -227,7 +225,7 @@ def test_bad_flags_exit_2_and_submit_nothing(fake, spec, monkeypatch, capsys, ar
     monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.delenv("DYNOCC_UNSET_VAR", raising=False)
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(REPO)
     path = "jobs/mine_urls.yaml" if "--working-dir" in argv else str(spec)
     assert cli.main(["submit", path, *argv]) == 2
     assert message in capsys.readouterr().err
@@ -245,20 +243,12 @@ def test_bad_or_unknown_specs_exit_2(fake, tmp_path, capsys):
 
 
 def test_an_unreachable_cluster_exits_2(spec, capsys):
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     assert cli.main(["submit", str(spec), "--address", f"http://127.0.0.1:{port}"]) == 2
     assert "cannot reach the Ray Jobs API" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- a real Ray head
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _answers(url: str) -> bool:
@@ -279,11 +269,11 @@ def ray_head():
     if missing is not None:
         pytest.fail(f"the Ray dashboard / job server cannot start here: {missing} (it needs the ray[default] "
                     f"extras: pip install 'ray[default]==2.60.0')", pytrace=False)
-    port, dashboard = _free_port(), _free_port()
+    port, dashboard = free_port(), free_port()
     temp_dir = tempfile.mkdtemp(prefix="rayh-", dir="/tmp")  # short: Ray's socket paths must stay < 108 bytes
     venv_bin = str(Path(sys.executable).parent)
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=venv_bin + os.pathsep + os.environ.get("PATH", ""))
-    env.pop("RAY_ADDRESS", None)
+    path = {"PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")}  # `ray` for the job server
+    env = cli_env(**path)
     log = open(Path(temp_dir) / "head.log", "wb")
     proc = subprocess.Popen(
         [str(Path(venv_bin) / "ray"), "start", "--head", "--block", f"--port={port}", "--dashboard-host=127.0.0.1",
@@ -292,13 +282,13 @@ def ray_head():
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     address = f"http://127.0.0.1:{dashboard}"
     try:
-        deadline = time.monotonic() + 60
-        while not _answers(f"{address}/api/version"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = (Path(temp_dir) / "head.log").read_text(errors="replace")[-3000:]
-                pytest.fail(f"the Ray head did not start (exit {proc.poll()}):\n{tail}", pytrace=False)
-            time.sleep(0.5)
-        yield SimpleNamespace(address=address, env=env)
+        try:
+            wait_for(lambda: _answers(f"{address}/api/version"), timeout=60, what="the Ray head's job server",
+                     interval=0.5, alive=proc)
+        except AssertionError as e:
+            tail = (Path(temp_dir) / "head.log").read_text(errors="replace")[-3000:]
+            pytest.fail(f"the Ray head did not start ({e}):\n{tail}", pytrace=False)
+        yield SimpleNamespace(address=address, path=path)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -321,8 +311,7 @@ def test_submit_runs_a_mining_job_on_a_real_ray_cluster(ray_head, tmp_path):
                       engine="local", miner={"dataset": "submitted"})
 
     def dynocc_submit(path: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "dynocc.cli", "submit", str(path), "--address", ray_head.address],
-                              capture_output=True, text=True, env=ray_head.env, timeout=300)
+        return run_cli("submit", path, "--address", ray_head.address, env=ray_head.path)
 
     r = dynocc_submit(spec)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -16,8 +16,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,11 +31,10 @@ from dynocc.factory.io.writer import ShardWriter
 from dynocc.trainer.checkpoint import latest_checkpoint, load_checkpoint
 from dynocc.trainer.evaluate import Predictor, evaluate_diw, write_diw_csv
 from dynocc.trainer.synthetic import diw_records, stereo_rows
+from support import run_cli, start_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
-DYNOCC = [sys.executable, "-m", "dynocc.cli"]
-ENV = dict(os.environ, RAY_AUTH_MODE="disabled")
 SMALL = """\
 model: {decoder_channels: 64, head_channels: 32}
 data: {stereo_pairs: 300, max_pairs: 300, keep_rate: 0.25}
@@ -82,7 +79,7 @@ def _metrics(run: Path) -> list[dict]:
 
 def _motorcycle_whdr(checkpoint: str, folder: Path) -> dict:
     """WHDR on Middlebury Motorcycle (skimage), 3K random pairs of the true disparity, ordered ones."""
-    skdata = pytest.importorskip("skimage.data")
+    import skimage.data as skdata
     from dynocc.factory.core.stereo_pairs import sample_stereo_pairs
 
     left, _, disp = skdata.stereo_motorcycle()
@@ -102,10 +99,9 @@ def _motorcycle_whdr(checkpoint: str, folder: Path) -> dict:
 def test_training_on_mined_shards_beats_chance_on_held_out_frames(data, tmp_path):
     run = tmp_path / "run"
     t0 = time.perf_counter()
-    r = subprocess.run([*DYNOCC, "train", "--data", f"{data['mined']}:2", "--data", f"{data['truth']}:4",
-                        "--out", str(run), "--workers", "2", "--backbone", "resnet18", "--image-size", "96",
-                        "--batch-size", "8", "--steps", "250", "--lr", "1e-3", "--config", str(data["small"])],
-                       capture_output=True, text=True, env=ENV, timeout=480)
+    r = run_cli("train", "--data", f"{data['mined']}:2", "--data", f"{data['truth']}:4", "--out", run,
+                "--workers", "2", "--backbone", "resnet18", "--image-size", "96", "--batch-size", "8",
+                "--steps", "250", "--lr", "1e-3", "--config", data["small"], timeout=480)
     seconds = time.perf_counter() - t0
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "trained to step 250" in r.stdout
@@ -116,8 +112,7 @@ def test_training_on_mined_shards_beats_chance_on_held_out_frames(data, tmp_path
     assert losses[-30:].mean() < losses[:30].mean() and accuracy[-30:].mean() > 0.7
     assert latest_checkpoint(str(run)).endswith("step-00000250.pt")
 
-    r = subprocess.run([*DYNOCC, "eval", "--checkpoint", str(run), "--diw-csv", str(data["diw"])],
-                       capture_output=True, text=True, env=ENV, timeout=300)
+    r = run_cli("eval", "--checkpoint", run, "--diw-csv", data["diw"])
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
     moto = _motorcycle_whdr(str(run), tmp_path / "moto")
@@ -136,26 +131,15 @@ run: {log_every: 1, checkpoint_every: 3, keep_checkpoints: 2}
 """
 
 
-def _wait_for_checkpoint(run: Path, proc: subprocess.Popen, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the run ended before its first checkpoint"
-        found = latest_checkpoint(str(run))
-        if found:
-            return int(found.rsplit("-", 1)[1].removesuffix(".pt"))
-        time.sleep(0.5)
-    raise AssertionError("no checkpoint in time")
-
-
 def test_an_interrupted_run_resumes_and_its_step_numbers_continue(data, tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY)
     run = tmp_path / "run"
     common = ["train", "--data", str(data["truth"]), "--data", f"{data['mined']}:2", "--out", str(run),
               "--workers", "2", "--backbone", "resnet18", "--config", str(tmp_path / "tiny.yaml")]
-    proc = subprocess.Popen([*DYNOCC, *common, "--steps", "200"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV, start_new_session=True)
+    proc = start_cli(*common, "--steps", "200", start_new_session=True)
     try:
-        _wait_for_checkpoint(run, proc, timeout=240)
+        wait_for(lambda: latest_checkpoint(str(run)), timeout=240, what="the first checkpoint", interval=0.5,
+                 alive=proc)
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         out, err = proc.communicate(timeout=120)
     except BaseException:
@@ -169,8 +153,7 @@ def test_an_interrupted_run_resumes_and_its_step_numbers_continue(data, tmp_path
     before = [x for x in _metrics(run)]
     assert [int(x["step"]) for x in before] == list(range(1, k + 1))
 
-    r = subprocess.run([*DYNOCC, *common, "--steps", str(k + 4), "--resume"], capture_output=True, text=True,
-                       env=ENV, timeout=300)
+    r = run_cli(*common, "--steps", k + 4, "--resume")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert f"resuming from {run}/checkpoints/step-{k:08d}.pt" in r.stderr
     after = _metrics(run)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -20,9 +18,8 @@ from dynocc.trainer.evaluate import disagreement, evaluate_diw, read_diw_records
 from dynocc.trainer.metrics import MetricsLog, read_metrics
 from dynocc.trainer.model import build_model
 from dynocc.trainer.train import TrainUsageError, train, worker_resources
+from support import REPO, run_cli
 
-REPO = Path(__file__).resolve().parents[1]
-DYNOCC = [sys.executable, "-m", "dynocc.cli"]
 
 
 def test_diw_files_are_1_indexed_and_greater_means_a_is_further(tmp_path):
@@ -164,11 +161,6 @@ def test_train_refuses_a_run_folder_with_checkpoints_unless_resuming(tmp_path):
         train(cfg, str(tmp_path / "run"))
 
 
-def _run(*args, cwd=None):
-    env = dict(os.environ, RAY_AUTH_MODE="disabled")
-    return subprocess.run([*DYNOCC, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
-
-
 def test_eval_and_predict_commands(tmp_path):
     _tiny_checkpoint(str(tmp_path / "run"))
     img = (np.random.default_rng(0).random((50, 70, 3)) * 255).astype(np.uint8)
@@ -176,25 +168,25 @@ def test_eval_and_predict_commands(tmp_path):
     recs = [{"image": "a.png", "ya": 1, "xa": 2, "yb": 30, "xb": 60, "ordinal": o, "width": 70, "height": 50}
             for o in (1, -1, 1)]
     write_diw_csv(str(tmp_path / "d.csv"), recs)
-    r = _run("eval", "--checkpoint", tmp_path / "run", "--diw-csv", tmp_path / "d.csv")
+    r = run_cli("eval", "--checkpoint", tmp_path / "run", "--diw-csv", tmp_path / "d.csv")
     assert r.returncode == 0, r.stderr
     last = json.loads(r.stdout.strip().splitlines()[-1])
     assert last["pairs"] == 3 and last["images"] == 1 and 0 <= last["whdr"] <= 1 and last["step"] == 7
 
-    r = _run("predict", "--checkpoint", tmp_path / "run", tmp_path / "a.png", "--out", tmp_path / "pred")
+    r = run_cli("predict", "--checkpoint", tmp_path / "run", tmp_path / "a.png", "--out", tmp_path / "pred")
     assert r.returncode == 0, r.stderr
     depth = cv2.imread(str(tmp_path / "pred" / "a.depth.png"), cv2.IMREAD_UNCHANGED)
     color = cv2.imread(str(tmp_path / "pred" / "a.color.png"), cv2.IMREAD_UNCHANGED)
     assert depth.dtype == np.uint16 and depth.shape == (50, 70) and depth.max() == 65535
     assert color.shape == (50, 70, 3)
 
-    r = _run("eval", "--checkpoint", tmp_path / "nothing", "--diw-csv", tmp_path / "d.csv")
+    r = run_cli("eval", "--checkpoint", tmp_path / "nothing", "--diw-csv", tmp_path / "d.csv")
     assert r.returncode == 2 and "no checkpoint" in r.stderr
 
     # a user's bad DIW file: one line naming the problem, exit 2, no traceback
     (tmp_path / "bad.csv").write_text("a.png\n1,2,30,x,<,70,50\n")
     for csv_path, says in ((tmp_path / "bad.csv", "line 2"), (tmp_path / "missing.csv", "missing.csv")):
-        r = _run("eval", "--checkpoint", tmp_path / "run", "--diw-csv", csv_path)
+        r = run_cli("eval", "--checkpoint", tmp_path / "run", "--diw-csv", csv_path)
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
