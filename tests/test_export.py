@@ -14,8 +14,6 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("duckdb")
-
 from dynocc.cli import main
 from dynocc.factory.tools.export import (
     export,
@@ -206,23 +204,8 @@ def test_readme_example_reads_the_shards_as_they_are(mined_clip, tmp_path, monke
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf" / "datasets"))
-    try:
-        import polars  # noqa: F401
-    except ImportError:
-        polars = None
-    try:
-        import datasets  # noqa: F401
-    except ImportError:
-        datasets = None
-    code = textwrap.dedent(README_EXAMPLE)
-    if polars is None:  # skip only the parts whose package is missing
-        code = code.replace("import polars as pl\n", "").replace(code[code.index("df = pl."):code.index("\nfrom datasets")], "df = None")
-    if datasets is None:
-        code = code.replace("from datasets import load_dataset\n", "").replace(
-            'hf = load_dataset("parquet", data_files=files, split="train")', "hf = None")
+    code = textwrap.dedent(README_EXAMPLE)  # polars and datasets are test dependencies: all of it runs
     scope = {"OUT": str(mined)}
-    if polars is None or datasets is None:
-        code = code[: code.index("print(")]
     exec(compile(code, "README example", "exec"), scope)
 
     frames = read_frames(str(mined))
@@ -232,15 +215,11 @@ def test_readme_example_reads_the_shards_as_they_are(mined_clip, tmp_path, monke
     for vid in set(frames["video_id"].to_pylist()):
         rows = [r for r in frames.to_pylist() if r["video_id"] == vid]
         assert per_video[vid] == (len(rows), sum(len(r["pair_ordinal"]) for r in rows))
-    if polars is not None:
-        assert scope["df"].height == n
-        assert scope["df"]["pairs"].sum() == sum(len(o) for o in frames["pair_ordinal"].to_pylist())
-    if datasets is not None:
-        hf = scope["hf"]
-        assert hf.num_rows == n
-        assert set(hf.column_names) >= {"video_id", "image", "pair_ya", "pair_ordinal"}
-        by_key = {(r["video_id"], r["frame_index"]): r for r in frames.to_pylist()}
-        for r in hf:
-            assert r["pair_ordinal"] == list(by_key[(r["video_id"], r["frame_index"])]["pair_ordinal"])
-    if polars is None or datasets is None:
-        pytest.skip("polars or datasets not installed: those parts of the README example were skipped")
+    assert scope["df"].height == n
+    assert scope["df"]["pairs"].sum() == sum(len(o) for o in frames["pair_ordinal"].to_pylist())
+    hf = scope["hf"]
+    assert hf.num_rows == n
+    assert set(hf.column_names) >= {"video_id", "image", "pair_ya", "pair_ordinal"}
+    by_key = {(r["video_id"], r["frame_index"]): r for r in frames.to_pylist()}
+    for r in hf:
+        assert r["pair_ordinal"] == list(by_key[(r["video_id"], r["frame_index"])]["pair_ordinal"])

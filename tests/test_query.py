@@ -9,8 +9,6 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("duckdb")
-
 from dynocc.cli import main
 from dynocc.factory.tools.query import PAIRS_COLUMNS, QueryError, connect, format_table, run_query
 from dynocc.factory.core.stereo import inverse_depth_png

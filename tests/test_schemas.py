@@ -180,9 +180,7 @@ def test_empty_strings_named():
     _raises(lambda: frames_table([_row(0, image_jpeg=b"")]), "image", "empty")
 
 
-def test_validation_is_vectorised_fast():
-    import time
-
+def test_validation_of_a_large_table():
     n = 100_000
     rng = np.random.default_rng(0)
     lens = np.full(n, 20)
@@ -206,9 +204,7 @@ def test_validation_is_vectorised_fast():
             "pair_ordinal": lst(2, pa.int64()),
         }
     )
-    t0 = time.perf_counter()
     out = validate_frames(table)
-    assert time.perf_counter() - t0 < 2.0
     assert out.num_rows == n
 
 

@@ -14,8 +14,6 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-pytest.importorskip("duckdb")
-
 from dynocc.cli import main
 from dynocc.factory.tools.overlay import CLOSER_RGB, EQUAL_RGB, FARTHER_RGB
 from dynocc.factory.tools.stats import DISTANCE_EDGES, format_stats, plot_stats, read_stats

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-skimage_data = pytest.importorskip("skimage.data")
+import skimage.data as skimage_data
 
 from dynocc.factory.config import StereoConfig  # noqa: E402
 from dynocc.factory.core.flow import DISFlow  # noqa: E402

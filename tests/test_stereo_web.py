@@ -17,8 +17,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("skimage.data")
-
 from dynocc.factory.config import StereoConfig  # noqa: E402
 from dynocc.factory.core.stereo import decode_inverse_depth_png, disparity_from_flow, stereo_depth  # noqa: E402
 from dynocc.factory.core.stereo_pairs import sample_stereo_pairs  # noqa: E402

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import cv2
 import numpy as np
 import pytest
@@ -56,13 +54,6 @@ def test_shapes_dtypes_and_windows():
     assert small.frames[0].shape == (120, 160, 3) and len(small.frames) == 12
     assert small.static_frames == frozenset({2, 3}) and small.moving_frames == frozenset({7, 8, 9})
     assert set(np.unique(np.concatenate([x.ravel() for x in small.layer_id]))) <= {0, 1, 2}
-
-
-def test_fast():
-    make_scene(0)
-    start = time.perf_counter()
-    make_scene(11)
-    assert time.perf_counter() - start < 1.0
 
 
 def test_static_window_is_identical_and_motion_follows(scenes):
