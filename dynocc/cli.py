@@ -204,10 +204,10 @@ def _run_mine(args, config) -> int:
     flow = config.flow if isinstance(config, MinerConfig) else config.stereo.flow
     if flow.backend != "dis":  # check the weights once here, not in every actor
         from .factory.core.raft import RAFTWeightsError
-        from .factory.io.weights import load_raft_small, options_for
+        from .factory.io.weights import load_raft_small
 
         try:
-            load_raft_small(flow.weights, "cpu", options_for(flow.weights, config.source))
+            load_raft_small(flow.weights, "cpu", config.source.storage_options)
         except RAFTWeightsError as e:
             print(f"dynocc {args.command}: {e}", file=sys.stderr)
             return EXIT_USAGE

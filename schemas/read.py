@@ -7,7 +7,7 @@ from typing import Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fsspec.core import url_to_fs
+from dynocc.factory.io.storage import url_fs
 
 from .failures import validate_failures
 from .frames import validate_frames
@@ -38,7 +38,7 @@ def read_table(
     Raises :class:`SchemaError` whose message starts with the file's URL.
     """
     url = os.fspath(path_or_url)
-    fs, path = url_to_fs(url, **(storage_options or {}))
+    fs, path = url_fs(url, storage_options)
     with fs.open(path, "rb") as f:
         pf = pq.ParquetFile(f)
         kind = check_metadata(pf.schema_arrow.metadata, url, table)

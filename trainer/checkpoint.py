@@ -19,7 +19,7 @@ import uuid
 from typing import Optional
 
 import torch
-from fsspec.core import url_to_fs
+from dynocc.factory.io.storage import url_fs
 
 CKPT_DIR = "checkpoints"
 LATEST = "latest.json"
@@ -30,7 +30,7 @@ def join(root: str, *parts: str) -> str:
 
 
 def _put(url: str, data: bytes, storage_options: Optional[dict] = None) -> None:
-    fs, path = url_to_fs(url, **(storage_options or {}))
+    fs, path = url_fs(url, storage_options)
     proto = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
     if proto not in ("file", "local"):
         fs.pipe_file(path, data)
@@ -44,7 +44,7 @@ def _put(url: str, data: bytes, storage_options: Optional[dict] = None) -> None:
 
 
 def _get(url: str, storage_options: Optional[dict] = None) -> bytes:
-    fs, path = url_to_fs(url, **(storage_options or {}))
+    fs, path = url_fs(url, storage_options)
     return fs.cat_file(path)
 
 
@@ -57,7 +57,7 @@ def save_checkpoint(out: str, step: int, model_state: dict, optimizer_state: Opt
     url = join(out, CKPT_DIR, name)
     _put(url, buf.getvalue(), storage_options)
     _put(join(out, CKPT_DIR, LATEST), json.dumps({"step": int(step), "file": name}).encode(), storage_options)
-    fs, root = url_to_fs(join(out, CKPT_DIR), **(storage_options or {}))
+    fs, root = url_fs(join(out, CKPT_DIR), storage_options)
     fs.invalidate_cache(root)
     olds = sorted(p for p in fs.glob(join(root, "step-*.pt")))[:-keep]
     for p in olds:
@@ -68,7 +68,7 @@ def save_checkpoint(out: str, step: int, model_state: dict, optimizer_state: Opt
 
 def latest_checkpoint(out: str, storage_options: Optional[dict] = None) -> Optional[str]:
     """URL of the run's newest complete checkpoint, or None."""
-    fs, root = url_to_fs(join(out, CKPT_DIR), **(storage_options or {}))
+    fs, root = url_fs(join(out, CKPT_DIR), storage_options)
     fs.invalidate_cache(root)
     if not fs.exists(join(root, LATEST)):
         return None
@@ -83,7 +83,7 @@ def checkpoint_step(url: str) -> int:
 
 def resolve_checkpoint(run_or_file: str, storage_options: Optional[dict] = None) -> str:
     """A checkpoint file as given, or the latest checkpoint of a run folder."""
-    fs, path = url_to_fs(run_or_file, **(storage_options or {}))
+    fs, path = url_fs(run_or_file, storage_options)
     if fs.isfile(path):
         return run_or_file
     found = latest_checkpoint(run_or_file, storage_options)

@@ -54,9 +54,9 @@ def write_diw_csv(path: str, records: Iterable[dict], header: bool = False) -> N
 
 
 def read_image(url: str, storage_options: Optional[dict] = None) -> np.ndarray:
-    import fsspec
+    from dynocc.factory.io.storage import open_url
 
-    with fsspec.open(url, "rb", **(storage_options or {})) as f:
+    with open_url(url, "rb", storage_options) as f:
         return decode_rgb(f.read(), url)
 
 

@@ -12,7 +12,7 @@ import io
 import os
 from typing import Optional
 
-from fsspec.core import url_to_fs
+from dynocc.factory.io.storage import url_fs
 
 from dynocc.factory.io.storage import is_local
 
@@ -22,7 +22,7 @@ COLUMNS = ("step", "loss", "accuracy", "pairs_ordered", "pairs_kept", "pairs_equ
 
 
 def read_metrics(out: str, storage_options: Optional[dict] = None) -> list[dict]:
-    fs, path = url_to_fs(join(out, "metrics.csv"), **(storage_options or {}))
+    fs, path = url_fs(join(out, "metrics.csv"), storage_options)
     if not fs.exists(path):
         return []
     text = fs.cat_file(path).decode()

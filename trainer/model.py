@@ -177,9 +177,9 @@ def build_model(backbone: str = "resnet50", decoder_channels: int = 256, head_ch
 
 
 def _read_state_dict(path_or_url: str, storage_options: Optional[dict] = None) -> dict:
-    import fsspec
+    from dynocc.factory.io.storage import open_url
 
-    with fsspec.open(path_or_url, "rb", **(storage_options or {})) as f:
+    with open_url(path_or_url, "rb", storage_options) as f:
         blob = f.read()
     state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     for key in ("state_dict", "model"):

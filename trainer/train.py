@@ -183,10 +183,10 @@ def _storage(out: str, storage_options: Optional[dict]) -> dict:
     """Where Ray Train keeps its own run state (not our checkpoints): ``OUT/ray_train``."""
     if is_local(out):
         return {"storage_path": os.path.abspath(os.path.join(out.removeprefix("file://"), "ray_train"))}
-    from fsspec.core import url_to_fs
+    from dynocc.factory.io.storage import url_fs
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-    fs, path = url_to_fs(out, **(storage_options or {}))
+    fs, path = url_fs(out, storage_options)
     return {"storage_path": f"{path.rstrip('/')}/ray_train", "storage_filesystem": PyFileSystem(FSSpecHandler(fs))}
 
 

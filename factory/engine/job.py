@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from fsspec.core import url_to_fs
+from dynocc.factory.io.storage import url_fs
 
 from dynocc.factory.config import MinerConfig, SourceOptions
 from dynocc.factory.core.miner import MinedFrame
@@ -121,7 +121,7 @@ def forget_items(out: str, stats: list[ItemStats], storage_options: Optional[dic
     if not stats:
         return 0
     writer = ShardWriter(out, storage_options=storage_options)
-    fs, root = url_to_fs(writer.out_url, **(storage_options or {}))
+    fs, root = url_fs(writer.out_url, storage_options)
     for s in stats:
         marker = _join(root, writer.stats_path(s.item_key))
         if fs.exists(marker):

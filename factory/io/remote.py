@@ -76,6 +76,7 @@ import tenacity
 
 from dynocc.factory.config import SourceOptions
 from dynocc.factory.io.decode import IMAGE_EXTENSIONS, InputError, natural_key, video_duration
+from dynocc.factory.io.storage import is_local, open_url, options_for, url_fs
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +103,9 @@ REMOTE_KINDS = frozenset({"http", "ytdlp", "fsspec", "fsspec-frames"})
 
 
 def storage_options_for(protocol: str, options: SourceOptions) -> dict:
-    """The fsspec options of ``protocol``: ``storage_options[protocol]`` in the per-protocol form
-    (every key a protocol name, every value a dict), else the whole dict."""
-    so = options.storage_options or {}
-    if so and all(isinstance(v, dict) for v in so.values()) and all(_is_protocol(k) for k in so):
-        return dict(so.get(protocol, {}))
-    return dict(so)
-
-
-def _is_protocol(name: str) -> bool:
-    from fsspec.registry import known_implementations, registry
-
-    return name in known_implementations or name in registry
+    """The fsspec options of ``protocol`` from the source options, either convention
+    (:func:`dynocc.factory.io.storage.options_for`)."""
+    return options_for(f"{protocol}://", options.storage_options)
 
 
 def backoff_delay(attempt: int, options: SourceOptions) -> float:
@@ -220,11 +212,8 @@ def _load_cookie_jar(path: str, options: SourceOptions, source: str) -> MozillaC
 
 def _read_small(path: str, options: SourceOptions) -> bytes:
     """Bytes of a small local file or fsspec URL (cookies)."""
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path) and not path.startswith("file://"):
-        import fsspec
-
-        protocol = path.split("://", 1)[0]
-        with fsspec.open(path, "rb", **storage_options_for(protocol, options)) as f:
+    if not is_local(path):
+        with open_url(path, "rb", options.storage_options) as f:
             return f.read()
     if path.startswith("file://"):
         path = unquote(urlparse(path).path)
@@ -286,11 +275,7 @@ def _http_download(url: str, dest: str, options: SourceOptions, source: str, sta
 def filesystem(url: str, options: "SourceOptions | dict | None" = None):
     """``(fs, path)`` of an fsspec URL with the options of its protocol (see
     :func:`storage_options_for`)."""
-    from fsspec.core import url_to_fs
-
-    options = SourceOptions.coerce(options)
-    protocol = url.split("://", 1)[0].lower()
-    return url_to_fs(url, **storage_options_for(protocol, options))
+    return url_fs(url, SourceOptions.coerce(options).storage_options)
 
 
 def _fs_fail(url: str, e: BaseException) -> _Fail:

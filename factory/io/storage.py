@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from typing import Sequence
+from typing import Optional, Sequence
 
+import fsspec
 from fsspec.core import url_to_fs
 
 # Uploads to these stores are atomic (an object appears only when complete), and
@@ -36,6 +37,34 @@ def is_local(location: str | os.PathLike) -> bool:
     return not is_url(loc) or loc.startswith("file://")
 
 
+def _is_protocol(name: str) -> bool:
+    from fsspec.registry import known_implementations, registry
+
+    return name in known_implementations or name in registry
+
+
+def options_for(url: str | os.PathLike, storage_options: Optional[dict] = None) -> dict:
+    """The fsspec options for ``url`` from ``storage_options`` in either convention: flat (``{"key": ...}``,
+    for every protocol) or per protocol (``{"s3": {...}, "gs": {...}}``: every key a protocol name,
+    every value a dict; the entry of ``url``'s protocol, ``file`` for a plain path)."""
+    so = dict(storage_options or {})
+    if so and all(isinstance(v, dict) for v in so.values()) and all(_is_protocol(k) for k in so):
+        match = URL_SCHEME.match(os.fspath(url))
+        return dict(so.get(match.group(1).lower() if match else "file", {}))
+    return so
+
+
+def url_fs(url: str | os.PathLike, storage_options: Optional[dict] = None):
+    """``(filesystem, path)`` of ``url`` (fsspec's ``url_to_fs``) with :func:`options_for`: the one
+    place where a location and its storage options become a filesystem."""
+    return url_to_fs(os.fspath(url), **options_for(url, storage_options))
+
+
+def open_url(url: str | os.PathLike, mode: str = "rb", storage_options: Optional[dict] = None, **kwargs):
+    """``fsspec.open`` of ``url`` with :func:`options_for`."""
+    return fsspec.open(os.fspath(url), mode, **options_for(url, storage_options), **kwargs)
+
+
 def _protocol(fs) -> str:
     p = fs.protocol
     return p[0] if isinstance(p, (tuple, list)) else p
@@ -47,7 +76,7 @@ class StorageRoot:
 
     def __init__(self, out_url: str, storage_options: dict | None):
         self.url = os.fspath(out_url)
-        self.fs, root = url_to_fs(self.url, **(storage_options or {}))
+        self.fs, root = url_fs(self.url, storage_options)
         self.root = root.rstrip("/") or "/"
         self.plain = not is_url(self.url)  # local path given: hand back local paths
 

@@ -3,19 +3,16 @@
 The algorithm layer (:mod:`dynocc.factory.core.raft`) loads weights from a local file, bytes or a
 state dict; reading a URL with the job's storage options happens here, so a Ray actor that builds
 its flow backend reads ``s3://.../raft-small.pth`` with the same options as the inputs
-(``source.storage_options``, flat or per protocol: :func:`~dynocc.factory.io.remote.storage_options_for`).
+(``source.storage_options``, flat or per protocol: :func:`~dynocc.factory.io.storage.options_for`).
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-import fsspec
-
 from dynocc.factory.config import FlowConfig, SourceOptions
 from dynocc.factory.core.flow import FlowBackend, make_flow_backend
-from dynocc.factory.io.remote import storage_options_for
-from dynocc.factory.io.storage import URL_SCHEME
+from dynocc.factory.io.storage import open_url
 
 
 def read_weights(path_or_url: str, storage_options: Optional[dict] = None) -> bytes:
@@ -23,18 +20,10 @@ def read_weights(path_or_url: str, storage_options: Optional[dict] = None) -> by
     from dynocc.factory.core.raft import RAFTWeightsError
 
     try:
-        with fsspec.open(str(path_or_url), "rb", **(storage_options or {})) as f:
+        with open_url(path_or_url, "rb", storage_options) as f:
             return f.read()
     except FileNotFoundError:
         raise RAFTWeightsError(f"RAFT weights not found: {path_or_url}") from None
-
-
-def options_for(url: str, source: Optional[SourceOptions]) -> dict:
-    """The fsspec options of ``url`` from a job's source options (either convention)."""
-    if source is None:
-        return {}
-    match = URL_SCHEME.match(str(url))
-    return storage_options_for(match.group(1).lower() if match else "file", source)
 
 
 def load_raft_small(path_or_url: str, device: str = "cpu", storage_options: Optional[dict] = None):
@@ -51,6 +40,6 @@ def flow_backend(config: FlowConfig, source: Optional[SourceOptions] = None) -> 
         return make_flow_backend(config)
     from dynocc.factory.core.raft import RAFTFlow
 
-    data = read_weights(config.weights, options_for(config.weights, source))
+    data = read_weights(config.weights, source.storage_options if source is not None else None)
     return RAFTFlow(data, iters=config.iters, device=config.device, batch_size=config.batch_size,
                     precision=config.precision, source=str(config.weights))

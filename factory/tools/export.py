@@ -50,9 +50,8 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import webdataset
-from fsspec.core import url_to_fs
 
-from dynocc.factory.io.storage import StorageRoot, is_url
+from dynocc.factory.io.storage import StorageRoot, is_url, url_fs
 from dynocc.factory.tools.query import connect, iter_batches
 
 __all__ = [
@@ -309,7 +308,7 @@ def read_diw_csv(path: str | os.PathLike, storage_options: dict | None = None,
     and xB) are skipped; a malformed pair line raises ValueError naming its line number.
     """
     url = os.fspath(path)
-    fs, fs_path = url_to_fs(url, **(storage_options or {}))
+    fs, fs_path = url_fs(url, storage_options)
     if image_root is None:
         parent = posixpath.dirname(fs_path) if is_url(url) else os.path.dirname(os.path.abspath(url))
         image_root = fs.unstrip_protocol(parent) if is_url(url) else parent

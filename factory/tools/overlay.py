@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from dynocc.factory.io import codecs
+from dynocc.factory.io.storage import StorageRoot
 
 __all__ = [
     "CLOSER_RGB",
@@ -231,21 +232,14 @@ def encode_png(image_rgb: np.ndarray) -> bytes:
 def save_png(image_rgb: np.ndarray, path: str | os.PathLike, **storage_options) -> str:
     """Write ``image_rgb`` as a PNG to ``path``, any fsspec URL; returns the path.
 
-    Parent folders of local paths are created. ``storage_options`` go to fsspec.
+    Parent folders are created; the file appears whole or not at all (:class:`~dynocc.factory.io.storage.StorageRoot`).
+    ``storage_options`` go to fsspec (flat or per protocol).
     """
-    import fsspec
-    from fsspec.core import url_to_fs
-
-    data = encode_png(image_rgb)
     url = os.fspath(path)
-    fs, fs_path = url_to_fs(url, **storage_options)
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-    if "file" in protocols or "local" in protocols:
-        parent = os.path.dirname(fs_path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-    with fsspec.open(url, "wb", **storage_options) as f:
-        f.write(data)
+    folder, name = url.rsplit("/", 1) if "/" in url else (".", url)
+    if folder.endswith(":/"):  # a file at the top of a store, e.g. memory://x.png
+        folder += "/"
+    StorageRoot(folder or "/", storage_options).put(name, encode_png(image_rgb))
     return url
 
 

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Iterator, Sequence
 
 import pyarrow as pa
-from fsspec.core import url_to_fs
+from dynocc.factory.io.storage import url_fs
 
 from dynocc.schemas import FAILURE_SCHEMA, FRAME_SCHEMA
 
@@ -95,7 +95,7 @@ class _Sources:
         self.local: dict[str, list[str]] = {"frames": [], "failures": []}
         self.remote: dict[str, dict[int, tuple[Any, list[str]]]] = {"frames": {}, "failures": {}}
         for root in roots:
-            fs, path = url_to_fs(root, **(storage_options or {}))
+            fs, path = url_fs(root, storage_options)
             if not fs.exists(path):
                 raise FileNotFoundError(f"no mining output at {root}")
             with ThreadPoolExecutor(max_workers=2) as pool:  # both listings read the commit markers

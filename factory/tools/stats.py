@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from fsspec.core import url_to_fs
+from dynocc.factory.io.storage import url_fs
 
 from dynocc.factory.io.writer import committed_files, committed_items, read_failures
 
@@ -25,7 +25,7 @@ def read_stats(out: str, storage_options: dict | None = None) -> dict:
     between A and B in the stored image) and ``ordinal_by_dataset`` (per dataset the counts of
     ``closer_a`` (+1), ``closer_b`` (-1) and ``equal`` (0)).
     """
-    fs, root = url_to_fs(out, **(storage_options or {}))
+    fs, root = url_fs(out, storage_options)
     if not fs.exists(root):
         raise FileNotFoundError(f"no mining output at {out}")
     items = committed_items(out, storage_options)
@@ -35,7 +35,7 @@ def read_stats(out: str, storage_options: dict | None = None) -> dict:
     dist_counts = np.zeros(len(DISTANCE_EDGES) - 1, np.int64)
     by_dataset: dict[str, Counter] = {}
     for url in committed_files(out, "frames", storage_options):
-        f_fs, f_path = url_to_fs(url, **(storage_options or {}))
+        f_fs, f_path = url_fs(url, storage_options)
         with f_fs.open(f_path, "rb") as f:
             table = pq.read_table(f, columns=_PAIR_COLUMNS)
         frames += table.num_rows
