@@ -15,71 +15,60 @@ import time
 from typing import Optional
 
 from . import __version__
-from .config_loader import ConfigError, add_model_flags, json_object as _json_object, load_config, model_from_flags
+from .config_loader import (ConfigError, add_model_flags, add_setting_flags, json_object as _json_object, load_config,
+                            model_from_flags, setting_overrides)
 from .factory.config import RAY_ONLY_SETTINGS, EngineConfig, MinerConfig, StereoJobConfig
 from .factory.engine.items import ItemResult
 from .factory.engine.job import EXIT_USAGE, JobSummary, MineUsageError, run_mine_job
 
 
-def _add_config_flags(p: argparse.ArgumentParser, model: str) -> argparse._ArgumentGroup:
-    g = p.add_argument_group(f"settings (defaults: the papers' values; see {model} in factory/config.py)")
-    g.add_argument("--config", metavar="FILE.yaml", help=f"settings as YAML (the keys of {model})")
+# The dedicated setting flags of each mining command: flag -> dotted key of its config model. Type,
+# choices, help and default come from the field (config_loader.add_setting_flags); nothing else maps them.
+_SOURCE_FLAGS = {"--max-height": "source.max_height", "--cookies": "source.cookies",
+                 "--max-duration": "source.max_duration"}
+MINE_FLAGS = {
+    "--dataset": "dataset", "--seed": "seed", "--flow-preset": "flow.dis_preset", "--flow": "flow.backend",
+    "--flow-weights": "flow.weights", "--flow-iters": "flow.iters", "--device": "flow.device",
+    "--max-long-side": "decode.max_long_side", "--max-frames": "decode.max_frames",
+    "--frame-step": "decode.frame_step", **_SOURCE_FLAGS,
+}
+MINE_STEREO_FLAGS = {
+    "--dataset": "dataset", "--seed": "seed", "--flow-preset": "stereo.flow.dis_preset",
+    "--flow": "stereo.flow.backend", "--flow-weights": "stereo.flow.weights", "--flow-iters": "stereo.flow.iters",
+    "--device": "stereo.flow.device", "--max-long-side": "max_long_side", "--cross-eyed": "cross_eyed",
+    "--sky": "stereo.sky_detector", "--random-pairs": "stereo.random_pairs", "--edge-pairs": "stereo.edge_pairs",
+    **_SOURCE_FLAGS,
+}
+
+
+def _add_settings(p: argparse.ArgumentParser, model, flags: dict[str, str]) -> argparse._ArgumentGroup:
+    name = model.__name__
+    g = p.add_argument_group(f"settings (defaults: the papers' values; see {name} in factory/config.py)")
+    g.add_argument("--config", metavar="FILE.yaml", help=f"settings as YAML (the keys of {name})")
     g.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set vote.delta=0.4 (repeatable)")
-    g.add_argument("--dataset", help="value of the dataset column")
-    g.add_argument("--seed", type=int, help="random seed mixed with each video id (default: 0)")
-    g.add_argument("--flow-preset", choices=["ultrafast", "fast", "medium"], help="DIS preset (default: medium)")
-    g.add_argument("--flow", choices=["dis", "raft-small"], help="flow backend (default: dis; raft-small needs --flow-weights)")
-    g.add_argument("--flow-weights", metavar="PATH_OR_URL", help="raft-small: the RAFT-small state dict (raft-small.pth)")
-    g.add_argument("--flow-iters", type=int, metavar="N", help="raft-small: refinement iterations (default: 12)")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="raft-small: where it runs (default: auto)")
-    g.add_argument("--max-long-side", type=int, help="resize images so the long side is at most this")
+    add_setting_flags(g, model, flags)
+    g.add_argument("--storage-options", metavar="JSON", type=_json_object, default=None,
+                   help="fsspec options for inputs and --out, flat or per protocol, e.g. '{\"anon\": false}' or "
+                        "'{\"s3\": {...}}' (S3 also reads AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)")
     return g
 
 
-def _add_source_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("sources and storage")
-    g.add_argument("--max-height", type=int, help="yt-dlp: tallest format to download (default: 720)")
-    g.add_argument("--cookies", metavar="FILE", help="cookies.txt for yt-dlp and http downloads")
-    g.add_argument("--max-duration", type=float, metavar="SECONDS", help="skip videos longer than this")
-    g.add_argument("--storage-options", metavar="JSON", type=_json_object, default=None,
-                   help="fsspec options for inputs and --out, e.g. '{\"anon\": false}' "
-                        "(S3 also reads AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)")
-
-
 def _add_miner_flags(p: argparse.ArgumentParser) -> None:
-    g = _add_config_flags(p, "MinerConfig")
-    g.add_argument("--max-frames", type=int, help="mine at most this many frames per video")
+    g = _add_settings(p, MinerConfig, MINE_FLAGS)
     g.add_argument("--fps", type=_fps, metavar="RATE",
                    help="decode videos at RATE frames per second of their timestamps (default: 6, as YouTube-VOS; "
                         "'all' keeps every frame); frame folders are taken as they are")
-    g.add_argument("--frame-step", type=int, help="keep every n-th decoded frame")
-    _add_source_flags(p)
 
 
 def _add_stereo_flags(p: argparse.ArgumentParser) -> None:
-    g = _add_config_flags(p, "StereoJobConfig")
-    g.add_argument("--cross-eyed", action="store_true", default=None,
-                   help="swap the halves of side-by-side files (JPS files store the right view first already)")
-    g.add_argument("--sky", choices=["heuristic", "none"], help="sky detector (default: heuristic)")
-    g.add_argument("--random-pairs", type=int, help="random pairs per image (default: 1000)")
-    g.add_argument("--edge-pairs", type=int, help="pairs across depth edges per image (default: 1000)")
-    _add_source_flags(p)
+    _add_settings(p, StereoJobConfig, MINE_STEREO_FLAGS)
 
 
 def _add_engine_flags(p: argparse.ArgumentParser) -> None:
     """The flags of :class:`EngineConfig`, derived from its fields (defaults and help included)."""
     g = p.add_argument_group("engine (the same command runs on one machine and on a Ray cluster)")
     add_model_flags(g, EngineConfig)
-
-
-def _source_overrides(args) -> dict:
-    return {
-        "source.max_height": args.max_height,
-        "source.cookies": args.cookies,
-        "source.max_duration": args.max_duration,
-        "source.storage_options": args.storage_options,
-    }
 
 
 def _fps(text: str):
@@ -99,36 +88,16 @@ def _miner_config(args):
     fps = getattr(args, "fps", None)
     assignments = list(args.assignments or []) + (["decode.fps=null"] if fps == "all" else [])
     return load_config(MinerConfig, args.config, assignments, {
-        "dataset": args.dataset,
-        "seed": args.seed,
-        "flow.dis_preset": args.flow_preset,
-        "flow.backend": args.flow,
-        "flow.weights": args.flow_weights,
-        "flow.iters": args.flow_iters,
-        "flow.device": args.device,
-        "decode.max_long_side": args.max_long_side,
-        "decode.max_frames": args.max_frames,
-        "decode.frame_step": args.frame_step,
+        **setting_overrides(args, MINE_FLAGS),
         "decode.fps": None if fps == "all" else fps,
-        **_source_overrides(args),
+        "source.storage_options": args.storage_options,
     })
 
 
 def _stereo_config(args):
     return load_config(StereoJobConfig, args.config, args.assignments, {
-        "dataset": args.dataset,
-        "seed": args.seed,
-        "stereo.flow.dis_preset": args.flow_preset,
-        "stereo.flow.backend": args.flow,
-        "stereo.flow.weights": args.flow_weights,
-        "stereo.flow.iters": args.flow_iters,
-        "stereo.flow.device": args.device,
-        "max_long_side": args.max_long_side,
-        "cross_eyed": args.cross_eyed,
-        "stereo.sky_detector": args.sky,
-        "stereo.random_pairs": args.random_pairs,
-        "stereo.edge_pairs": args.edge_pairs,
-        **_source_overrides(args),
+        **setting_overrides(args, MINE_STEREO_FLAGS),
+        "source.storage_options": args.storage_options,
     })
 
 

@@ -141,3 +141,41 @@ def model_from_flags(model: type[BaseModel], args: Any) -> BaseModel:
             name = str(err["loc"][0]) if err["loc"] else ""
             lines.append(f"--{name.replace('_', '-')} {given.get(name)!r}: {err['msg']}")
         raise ConfigError("; ".join(lines)) from None
+
+
+def field_at(model: type[BaseModel], dotted: str):
+    """The pydantic field at a dotted path of nested models (e.g. ``flow.dis_preset`` of MinerConfig)."""
+    import typing
+
+    current: Any = model
+    field = None
+    for part in dotted.split("."):
+        field = current.model_fields[part]
+        inner = field.annotation
+        args = [a for a in typing.get_args(inner) if a is not type(None)]
+        if typing.get_origin(inner) is typing.Union and len(args) == 1:
+            inner = args[0]
+        current = inner
+    return field
+
+
+def add_setting_flags(group, model: type[BaseModel], flags: dict[str, str]) -> None:
+    """Dedicated flags for settings of ``model``: ``{"--flow-preset": "flow.dis_preset", ...}``. Type,
+    choices and help come from the field at each dotted key (its description and default); every
+    flag's default is None (unset: the config file, ``--set`` or the model's default decides).
+    :func:`setting_overrides` reads them back as ``load_config`` overrides."""
+    for flag, dotted in flags.items():
+        field = field_at(model, dotted)
+        kind, choices = _flag_type(field.annotation)
+        default = "" if field.default is None else f" (default: {field.default})"
+        help_text = f"{field.description}{default}; sets {dotted}"
+        dest = flag.lstrip("-").replace("-", "_")
+        if kind is bool:
+            group.add_argument(flag, dest=dest, action="store_true", default=None, help=help_text)
+        else:
+            group.add_argument(flag, dest=dest, type=kind, choices=choices, default=None, help=help_text)
+
+
+def setting_overrides(args: Any, flags: dict[str, str]) -> dict[str, Any]:
+    """``{dotted key: value}`` of the flags of :func:`add_setting_flags` (None where not given)."""
+    return {dotted: getattr(args, flag.lstrip("-").replace("-", "_"), None) for flag, dotted in flags.items()}
