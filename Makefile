@@ -11,10 +11,10 @@ DEMO_OUT ?= demo_out
 RUN_ENV := RAY_AUTH_MODE=disabled
 
 .DEFAULT_GOAL := test
-.PHONY: venv .venv test demo bench clean distclean help
+.PHONY: venv .venv test test-fast demo bench clean distclean help
 
 help:
-	@echo "targets: .venv (or venv) test demo bench clean distclean"
+	@echo "targets: .venv (or venv) test test-fast demo bench clean distclean"
 
 # `.venv` and `venv` are aliases for the install stamp below.
 .venv venv: $(STAMP)
@@ -31,8 +31,13 @@ $(STAMP): pyproject.toml
 	$(VENV_PY) -m pip install -c $(VENV)/torch-pin.txt -e '.[test]'
 	touch $(STAMP)
 
+# Everything: tests/unit and tests/integration (CI and the README run this).
 test: $(STAMP)
 	$(RUN_ENV) $(VENV_PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+# The unit tests only: pure and quick (under 2 minutes on 2 cores): no Ray, no servers, no CLI subprocesses.
+test-fast: $(STAMP)
+	$(RUN_ENV) $(VENV_PY) -m pytest -q -ra tests/unit $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(RUN_ENV) $(VENV)/bin/dynocc demo --out $(DEMO_OUT)

@@ -3,6 +3,9 @@
 ``synthetic_videos`` (session)  a factory: writes small synthetic videos into a fresh folder and
                            returns their paths (see its docstring).
 ``mined_clip`` (session)   what `dynocc mine` writes for one small synthetic clip (read-only).
+``mined_with_stereo`` (session)  a copy of it plus one stereo row with a depth_png (read-only).
+``ray_local`` (module)     a local Ray (2 CPUs, no dashboard, no progress bars) for the module; yields ``ray``.
+``fake_jobs`` (function)   `dynocc submit` talks to a fake Ray Jobs client (support.FakeJobs).
 
 Real servers on 127.0.0.1 for the remote-source tests:
 
@@ -260,3 +263,72 @@ def mined_clip(tmp_path_factory) -> Path:
     summary = run_mine_job([str(root / "clip.mp4")], str(out), MinerConfig())
     assert summary.pairs > 0
     return out
+
+
+@pytest.fixture(scope="session")
+def mined_with_stereo(mined_clip, tmp_path_factory) -> Path:
+    """A real mining output (one synthetic clip) plus one stereo row with a depth_png in the same root.
+
+    Shared, so treat it as read-only.
+    """
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    from dynocc.factory.core.stereo import inverse_depth_png
+    from dynocc.factory.io.writer import ShardWriter
+    from dynocc.schemas import frame_row
+
+    out = tmp_path_factory.mktemp("show") / "mined"
+    shutil.copytree(mined_clip, out)
+    h, w = 60, 80
+    yy, xx = np.mgrid[0:h, 0:w]
+    disparity = (xx / w * 8 + 1).astype(np.float32)
+    sky = yy < 8
+    valid = np.ones((h, w), bool)
+    valid[20:24, 30:40] = False
+    rng = np.random.default_rng(0)
+    n = 12
+    left = cv2.imencode(".jpg", np.full((h, w, 3), 100, np.uint8))[1].tobytes()
+    row = frame_row("redweb", "stereo_left", 0, left, w, h, rng.integers(8, h, n), rng.integers(0, w, n),
+                    rng.integers(8, h, n), rng.integers(0, w, n), rng.integers(-1, 2, n),
+                    depth_png=inverse_depth_png(disparity, valid, sky))
+    ShardWriter(str(out)).write_item("stereo_left.jpg", [row], [], 0.1)
+    return out
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A fresh local Ray for one module, always shut down; code under test uses it as it is."""
+    import ray
+    from ray.data import DataContext
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    DataContext.get_current().enable_progress_bars = False
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+# --------------------------------------------------------------------------- `dynocc submit`
+
+
+@pytest.fixture
+def fake_jobs(monkeypatch, tmp_path):
+    """`dynocc submit` gets a :class:`support.FakeJobs` instead of a Ray Jobs API client."""
+    from dynocc import submit
+    from support import FakeJobs
+
+    jobs = FakeJobs(tmp_path / "fake")
+    monkeypatch.setattr(submit, "_client", lambda address: jobs)
+    for name in submit.ENV_PASSTHROUGH:
+        monkeypatch.delenv(name, raising=False)
+    return jobs

@@ -1,4 +1,5 @@
-"""`dynocc export` round trips (diw-csv, youtube3d, webdataset) and the README's reader example, on real mined shards."""
+"""`dynocc export` round trips (diw-csv, youtube3d, webdataset) and the README's reader example, on real mined shards
+(from and to S3: tests/integration/test_export_s3.py)."""
 
 from __future__ import annotations
 
@@ -154,16 +155,6 @@ def test_webdataset_round_trip(mined, tmp_path):
     # the same input gives the same bytes
     again = export(str(mined), "webdataset", str(tmp_path / "wds2"), shard_size=4)
     assert [Path(f).read_bytes() for f in again.files] == [p.read_bytes() for p in shards]
-
-
-def test_export_to_and_from_s3(mined, s3, tmp_path):
-    frames = read_frames(str(mined))
-    ShardWriter(s3.url("m"), storage_options=s3.storage_options).write_item("all", frames, [], 0.0)
-    s = export(s3.url("m"), "diw-csv", s3.url("exp/pairs.csv"), storage_options=s3.storage_options)
-    assert s.files == [s3.url("exp/pairs.csv")]
-    got = read_diw_csv(s3.url("exp/pairs.csv"), storage_options=s3.storage_options)
-    assert len(got) == s.pairs == sum(len(r["pair_ordinal"]) for r in frames.to_pylist())
-    assert got[0].image.startswith(s3.url("exp/images/")) and s3.fs.exists(got[0].image)
 
 
 def test_export_errors(mined, tmp_path, capsys):

@@ -1,6 +1,6 @@
 """The Ray Data engine of `dynocc mine`: same rows as the local engine, failures, resume, crashes.
 
-Most tests share one small local Ray (2 CPUs) started by a module fixture and always shut down;
+Most tests share one small local Ray (2 CPUs, conftest's ``ray_local``) and always shut it down;
 the engine uses an initialised Ray as it is. The CLI tests start their own Ray in a subprocess.
 """
 
@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-import ray
 
 from dynocc.factory.config import MinerConfig
 from dynocc.factory.io.decode import write_video
@@ -33,18 +32,6 @@ def videos(synthetic_videos, tmp_path_factory) -> dict[str, Path]:
     (bad / "corrupt.mp4").write_bytes(os.urandom(4096))
     return {**dict(zip(VIDEO_IDS, paths)), "dir": root, "corrupt": bad / "corrupt.mp4",
             "missing": bad / "does_not_exist.mp4"}
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def _sorted(table: pa.Table) -> pa.Table:

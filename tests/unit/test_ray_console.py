@@ -6,11 +6,7 @@ from __future__ import annotations
 import inspect
 import logging
 
-import pytest
-
-ray = pytest.importorskip("ray")
-
-from dynocc.factory.engine.ray_console import OneLineHandler, private_ray_printer, quiet_ray, short_error  # noqa: E402
+from dynocc.factory.engine.ray_console import OneLineHandler, private_ray_printer, quiet_ray, short_error
 
 
 def test_rays_private_printer_is_still_there_with_the_signature_we_replace():

@@ -3,6 +3,7 @@
 Every file is made in tmp_path from Middlebury 2014 *Motorcycle* (``skimage.data.stereo_motorcycle``,
 quarter size, 741x500): side-by-side PNG/JPEG, JPS (right view first), MPO (written by Pillow),
 csv pairs; broken ones (a cut MPO, a one-frame MPO, pairs of different sizes) are made from them.
+A stereo photo over http: tests/integration/test_stereo_http.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dynocc.factory.io.decode import InputError
 from dynocc.factory.io.sources import WorkItem, resolve_inputs
 from dynocc.factory.io.stereo_inputs import (
     is_remote_stereo,
@@ -24,10 +24,7 @@ from dynocc.factory.io.stereo_inputs import (
     split_pair_input,
     stereo_sources,
 )
-
-FAILURE_KEYS = {"input", "video_id", "stage", "error_type", "message", "attempts"}
-JPEG_TOL = 6.0  # mean absolute error allowed after JPEG (quality 95); left vs right differ by ~39
-
+from support import FAILURE_KEYS, JPEG_TOL, assert_views, stereo_load_error as load_error
 
 @pytest.fixture(scope="module")
 def views():
@@ -35,19 +32,6 @@ def views():
 
     left, right, _ = data.stereo_motorcycle()
     return np.ascontiguousarray(left), np.ascontiguousarray(right)
-
-
-def mae(a: np.ndarray, b: np.ndarray) -> float:
-    assert a.shape == b.shape and a.dtype == np.uint8
-    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
-
-
-def assert_views(got, want, tol: float = 0.0):
-    """``got`` = (left, right) matches ``want`` within ``tol`` -- and not the swapped order."""
-    (gl, gr), (wl, wr) = got, want
-    assert gl.shape == gr.shape == wl.shape and gl.dtype == gr.dtype == np.uint8
-    assert mae(gl, wl) <= tol and mae(gr, wr) <= tol
-    assert mae(gl, wr) > 5 * max(tol, 1.0)  # the order is told apart, not just the content
 
 
 def save_mpo(path, frames, quality=95):
@@ -106,14 +90,6 @@ def files(tmp_path_factory, views):
 
 def item(path, kind="stereo-file"):
     return WorkItem(str(path), os.path.splitext(os.path.basename(path))[0], kind)
-
-
-def load_error(it: WorkItem, **kw) -> InputError:
-    with pytest.raises(InputError) as info:
-        load_stereo_pair(it, **kw)
-    err = info.value
-    assert set(err.to_failure(it.input, it.video_id)) == FAILURE_KEYS
-    return err
 
 
 # --------------------------------------------------------------------------- loading
@@ -284,13 +260,3 @@ def test_fsspec_memory_store(files, views):
         assert (err.error_type, err.stage) == ("not_found", "download")
     finally:
         mem.rm("/dynocc-stereo", recursive=True)
-
-
-def test_http_stereo_file(http_server, files, views):
-    (http_server.root / "web.jps").write_bytes((files / "photos" / "cross.jps").read_bytes())
-    url = http_server.url("web.jps?size=full")
-    items, failures = resolve_stereo_inputs([url])
-    assert failures == [] and items == [WorkItem(url, "web", "stereo-file")]
-    assert_views(load_stereo_pair(items[0]), views, JPEG_TOL)  # .jps by the URL path: right first
-    err = load_error(WorkItem(http_server.url("status/404/x.jps"), "x", "stereo-file"), options={"retries": 0})
-    assert (err.error_type, err.stage) == ("http_404", "download")

@@ -3,15 +3,12 @@ its item miner (``VideoItemMiner`` / ``StereoItemMiner`` -> ``dynocc.factory.io.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from dynocc.factory.config import FlowConfig, MinerConfig, SourceOptions, StereoJobConfig
+from support import SHARED
 
-WEIGHTS = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "raft-small.pth"
-if not WEIGHTS.exists():  # tests may live one folder deeper
-    WEIGHTS = Path(__file__).resolve().parents[2].parent / "shared" / "models" / "raft-small.pth"
+WEIGHTS = SHARED / "models" / "raft-small.pth"
 pytestmark = pytest.mark.skipif(not WEIGHTS.exists(), reason=f"needs {WEIGHTS} (shared/models)")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import pickle
 import shutil
@@ -22,28 +21,8 @@ from dynocc.factory.io.writer import (
     read_frames,
     read_summary,
 )
-from dynocc.schemas import SchemaError, failure_row, frame_row
-
-WHEN = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
-
-
-def _rows(video="bikes", indices=range(5), n_pairs=4):
-    rows = []
-    for i in indices:
-        rng = np.random.default_rng(i)
-        rows.append(
-            frame_row(
-                "dynocc", video, i, bytes(rng.integers(0, 256, 64, dtype=np.uint8)), 40, 30,
-                rng.integers(0, 30, n_pairs), rng.integers(0, 40, n_pairs),
-                rng.integers(0, 30, n_pairs), rng.integers(0, 40, n_pairs), rng.integers(-1, 2, n_pairs),
-            )
-        )
-    return rows
-
-
-def _fail(video="bikes"):
-    return [failure_row(f"{video}.mp4", "mine", "too_few_frames", "only 2 frames", video_id=video, timestamp=WHEN)]
-
+from dynocc.schemas import SchemaError
+from support import WHEN, some_failures, some_frame_rows
 
 def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
@@ -51,7 +30,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 def test_round_trip_and_layout(tmp_path):
     w = ShardWriter(str(tmp_path), rows_per_shard=512)
-    stats = w.write_item("bikes.mp4", _rows(), _fail(), seconds=1.25, extra_stats={"flow": "dis"})
+    stats = w.write_item("bikes.mp4", some_frame_rows(), some_failures(), seconds=1.25, extra_stats={"flow": "dis"})
     h = item_hash("bikes.mp4")
     assert stats.item_id == h and stats.frames == 5 and stats.pairs == 20 and stats.failures == 1
     assert stats.files == [f"frames/part-{h}-00000.parquet", f"failures/part-{h}.parquet"]
@@ -64,7 +43,7 @@ def test_round_trip_and_layout(tmp_path):
     assert pq.read_metadata(tmp_path / stats.files[1]).metadata[b"dynocc.table"] == b"failures"
 
     frames = read_frames(str(tmp_path))
-    expect = _rows()
+    expect = some_frame_rows()
     assert frames.column("frame_index").to_pylist() == list(range(5))
     assert frames.column("image").to_pylist() == [r["image"] for r in expect]
     assert frames.column("pair_xa").to_pylist() == [r["pair_xa"].tolist() for r in expect]
@@ -75,21 +54,21 @@ def test_round_trip_and_layout(tmp_path):
 
 def test_deterministic_names_and_bytes(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    rows = _rows(indices=range(7))
-    ShardWriter(str(a), rows_per_shard=3).write_item("k", rows, _fail(), seconds=2.0)
+    rows = some_frame_rows(indices=range(7))
+    ShardWriter(str(a), rows_per_shard=3).write_item("k", rows, some_failures(), seconds=2.0)
     shuffled = [rows[i] for i in (4, 0, 6, 2, 1, 5, 3)]  # input order does not matter
-    ShardWriter(str(b), rows_per_shard=3).write_item("k", shuffled, _fail(), seconds=2.0)
+    ShardWriter(str(b), rows_per_shard=3).write_item("k", shuffled, some_failures(), seconds=2.0)
     fa, fb = _files(a), _files(b)
     assert sorted(fa) == sorted(fb)
     assert fa == fb
     # writing again into the same folder changes nothing
-    ShardWriter(str(a), rows_per_shard=3).write_item("k", rows, _fail(), seconds=2.0)
+    ShardWriter(str(a), rows_per_shard=3).write_item("k", rows, some_failures(), seconds=2.0)
     assert _files(a) == fa
 
 
 def test_rows_per_shard_splitting(tmp_path):
     w = ShardWriter(str(tmp_path), rows_per_shard=2)
-    stats = w.write_item("v", _rows(indices=range(5)), [], seconds=0.1)
+    stats = w.write_item("v", some_frame_rows(indices=range(5)), [], seconds=0.1)
     h = item_hash("v")
     assert stats.files == [f"frames/part-{h}-{k:05d}.parquet" for k in range(3)]
     sizes = [pq.read_metadata(tmp_path / f).num_rows for f in stats.files]
@@ -102,8 +81,8 @@ def test_rows_per_shard_splitting(tmp_path):
 
 def test_rewrite_with_fewer_rows_removes_stale_parts(tmp_path):
     w = ShardWriter(str(tmp_path), rows_per_shard=2)
-    w.write_item("v", _rows(indices=range(5)), _fail(), seconds=0.1)
-    w.write_item("v", _rows(indices=range(2)), [], seconds=0.1)
+    w.write_item("v", some_frame_rows(indices=range(5)), some_failures(), seconds=0.1)
+    w.write_item("v", some_frame_rows(indices=range(2)), [], seconds=0.1)
     h = item_hash("v")
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [f"part-{h}-00000.parquet"]
     assert not (tmp_path / "failures" / f"part-{h}.parquet").exists()
@@ -123,7 +102,7 @@ def test_item_done_only_after_commit(tmp_path, monkeypatch):
 
     monkeypatch.setattr(writer_mod.StorageRoot, "put", put_but_crash_on_commit)
     with pytest.raises(OSError):
-        w.write_item("crash.mp4", _rows(), _fail(), seconds=1.0)
+        w.write_item("crash.mp4", some_frame_rows(), some_failures(), seconds=1.0)
     monkeypatch.undo()
 
     h = item_hash("crash.mp4")
@@ -133,14 +112,14 @@ def test_item_done_only_after_commit(tmp_path, monkeypatch):
     assert read_frames(str(tmp_path)).num_rows == 0
     assert read_failures(str(tmp_path)).num_rows == 0
 
-    w.write_item("crash.mp4", _rows(), _fail(), seconds=1.0)  # the retry commits
+    w.write_item("crash.mp4", some_frame_rows(), some_failures(), seconds=1.0)  # the retry commits
     assert w.item_done("crash.mp4") and not w.item_done("other.mp4")
     assert read_frames(str(tmp_path)).num_rows == 5
 
 
 def test_uncommitted_parts_are_ignored(tmp_path):
     w = ShardWriter(str(tmp_path))
-    w.write_item("good", _rows("good"), [], seconds=0.5)
+    w.write_item("good", some_frame_rows("good"), [], seconds=0.5)
     good = tmp_path / "frames" / f"part-{item_hash('good')}-00000.parquet"
     orphan = tmp_path / "frames" / f"part-{item_hash('orphan')}-00000.parquet"
     shutil.copy(good, orphan)  # a valid data file without its stats JSON
@@ -152,7 +131,7 @@ def test_uncommitted_parts_are_ignored(tmp_path):
 
 def test_invalid_rows_raise_before_writing(tmp_path):
     w = ShardWriter(str(tmp_path))
-    bad = _rows()
+    bad = some_frame_rows()
     bad[2]["pair_ordinal"] = np.array([1, 3, 0, 0])
     with pytest.raises(SchemaError, match="pair_ordinal"):
         w.write_item("bad", bad, [], seconds=0.0)
@@ -164,8 +143,8 @@ def test_many_items_finalize_and_summary(tmp_path):
     w = ShardWriter(str(tmp_path), rows_per_shard=2)
     assert read_summary(str(tmp_path)) is None
     for v in ("a", "b", "c"):
-        w.write_item(f"{v}.mp4", _rows(v, range(3)), _fail(v) if v == "b" else [], seconds=1.0)
-    w.write_item("empty.mp4", [], _fail("empty"), seconds=0.5)  # a failed item still commits
+        w.write_item(f"{v}.mp4", some_frame_rows(v, range(3)), some_failures(v) if v == "b" else [], seconds=1.0)
+    w.write_item("empty.mp4", [], some_failures("empty"), seconds=0.5)  # a failed item still commits
     totals = w.finalize({"job": "test"})
     assert totals["items"] == 4 and totals["frames"] == 9 and totals["pairs"] == 36
     assert totals["failures"] == 2 and totals["seconds"] == 3.5 and totals["summary"] == {"job": "test"}
@@ -179,24 +158,9 @@ def test_many_items_finalize_and_summary(tmp_path):
 def test_memory_url_and_pickle():
     url = "memory://dynocc-writer-test/out"
     w = pickle.loads(pickle.dumps(ShardWriter(url, rows_per_shard=4)))
-    w.write_item("m", _rows(indices=range(6)), _fail(), seconds=0.2)
+    w.write_item("m", some_frame_rows(indices=range(6)), some_failures(), seconds=0.2)
     assert w.item_done("m")
     files = committed_files(url)
     assert len(files) == 2 and all(f.startswith("memory://") for f in files)
     assert read_frames(url).column("frame_index").to_pylist() == list(range(6))
     assert read_failures(url).num_rows == 1
-
-
-def test_s3_via_moto(s3):
-    """On the shared moto S3 server (conftest), a fresh bucket, the AWS variables set for this test."""
-    opts = {**s3.storage_options, "skip_instance_cache": True}
-    url = s3.url("run1")
-    w = ShardWriter(url, rows_per_shard=2, storage_options=opts)
-    w.write_item("s3.mp4", _rows(indices=range(3)), _fail(), seconds=0.3)
-    assert w.item_done("s3.mp4")
-    files = committed_files(url, storage_options=opts)
-    assert files == [f"{url}/frames/part-{item_hash('s3.mp4')}-{k:05d}.parquet" for k in range(2)]
-    assert read_frames(url, opts).column("frame_index").to_pylist() == [0, 1, 2]
-    assert read_failures(url, opts).num_rows == 1
-    assert w.finalize({})["frames"] == 3
-    assert read_summary(url, opts)["items"] == 1

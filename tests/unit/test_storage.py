@@ -1,5 +1,6 @@
 """One storage convention everywhere (``dynocc.factory.io.storage``): flat or per-protocol fsspec
-options, URL tests, and writes that appear whole or not at all."""
+options, URL tests, and writes that appear whole or not at all (the writer with per-protocol options
+on S3: tests/integration/test_writer_s3.py)."""
 
 from __future__ import annotations
 
@@ -28,17 +29,6 @@ def test_a_local_put_leaves_no_temp_file_and_returns_the_path(tmp_path):
     assert root.put("a/b.txt", b"hello") == str(tmp_path / "out" / "a" / "b.txt")
     assert (tmp_path / "out" / "a" / "b.txt").read_bytes() == b"hello"
     assert [p.name for p in (tmp_path / "out" / "a").iterdir()] == ["b.txt"]
-
-
-def test_the_shard_writer_takes_per_protocol_options_as_the_sources_do(s3, monkeypatch):
-    from dynocc.factory.io.writer import ShardWriter, committed_items
-
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # only the options lead to the bucket
-    out = s3.url("mined")
-    per_protocol = {"s3": s3.storage_options}
-    ShardWriter(out, storage_options=per_protocol).write_item("x.mp4", [], [], 0.0)
-    assert [s.item_key for s in committed_items(out, per_protocol)] == ["x.mp4"]
-    assert [s.item_key for s in committed_items(out, s3.storage_options)] == ["x.mp4"]  # flat, the same
 
 
 @pytest.mark.parametrize("url", ["memory://top.png", "memory://dir/pic.png"])

@@ -1,8 +1,8 @@
-"""Evaluation (DIW files, WHDR), checkpoints, metrics, settings and the eval/predict commands."""
+"""Evaluation (DIW files, WHDR), checkpoints, metrics and settings (the eval/predict commands in a subprocess:
+tests/integration/test_trainer_eval_cli.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -11,15 +11,13 @@ import numpy as np
 import pytest
 
 from dynocc.cli import build_parser, main
-from dynocc.trainer.checkpoint import latest_checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
+from dynocc.trainer.checkpoint import latest_checkpoint, load_checkpoint, resolve_checkpoint
 from dynocc.trainer.commands import train_config
 from dynocc.trainer.config import TrainConfig
 from dynocc.trainer.evaluate import disagreement, evaluate_diw, read_diw_records, write_diw_csv
 from dynocc.trainer.metrics import MetricsLog, read_metrics
-from dynocc.trainer.model import build_model
 from dynocc.trainer.train import TrainUsageError, train, worker_resources
-from support import REPO, run_cli
-
+from support import REPO, tiny_checkpoint
 
 
 def test_diw_files_are_1_indexed_and_greater_means_a_is_further(tmp_path):
@@ -69,19 +67,11 @@ def test_whdr_counts_disagreements(tmp_path):
     assert counts["wkdr"] == 0.5 and counts["wkdr_neq"] == pytest.approx(2 / 3) and counts["wkdr_eq"] == 0.0
 
 
-def _tiny_checkpoint(out: str, step: int = 7, **kw) -> TrainConfig:
-    cfg = TrainConfig.model_validate({"model": {"backbone": "resnet18", "decoder_channels": 8, "head_channels": 4},
-                                      "data": {"image_size": 64}})
-    model = build_model("resnet18", 8, 4)
-    save_checkpoint(out, step, model.state_dict(), None, cfg.model_dump(), **kw)
-    return cfg
-
-
 def test_checkpoints_latest_prune_and_resolve(tmp_path):
     out = str(tmp_path / "run")
     assert latest_checkpoint(out) is None
     for step in (2, 4, 6):
-        _tiny_checkpoint(out, step, keep=2)
+        tiny_checkpoint(out, step, keep=2)
     assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["latest.json", "step-00000004.pt",
                                                                    "step-00000006.pt"]
     assert latest_checkpoint(out).endswith("step-00000006.pt")
@@ -90,7 +80,7 @@ def test_checkpoints_latest_prune_and_resolve(tmp_path):
     assert load_checkpoint(direct)["step"] == 4
     with pytest.raises(FileNotFoundError):
         resolve_checkpoint(str(tmp_path / "nothing"))
-    _tiny_checkpoint("memory://runs/r1", 5)  # object stores: written in place, latest.json last
+    tiny_checkpoint("memory://runs/r1", 5)  # object stores: written in place, latest.json last
     assert latest_checkpoint("memory://runs/r1") == "memory://runs/r1/checkpoints/step-00000005.pt"
     assert load_checkpoint("memory://runs/r1")["step"] == 5
 
@@ -156,38 +146,9 @@ def test_bad_settings_exit_2_before_anything_runs(tmp_path, capsys):
 
 
 def test_train_refuses_a_run_folder_with_checkpoints_unless_resuming(tmp_path):
-    cfg = _tiny_checkpoint(str(tmp_path / "run"))
+    cfg = tiny_checkpoint(str(tmp_path / "run"))
     with pytest.raises(TrainUsageError, match="--resume"):
         train(cfg, str(tmp_path / "run"))
-
-
-def test_eval_and_predict_commands(tmp_path):
-    _tiny_checkpoint(str(tmp_path / "run"))
-    img = (np.random.default_rng(0).random((50, 70, 3)) * 255).astype(np.uint8)
-    cv2.imwrite(str(tmp_path / "a.png"), img)
-    recs = [{"image": "a.png", "ya": 1, "xa": 2, "yb": 30, "xb": 60, "ordinal": o, "width": 70, "height": 50}
-            for o in (1, -1, 1)]
-    write_diw_csv(str(tmp_path / "d.csv"), recs)
-    r = run_cli("eval", "--checkpoint", tmp_path / "run", "--diw-csv", tmp_path / "d.csv")
-    assert r.returncode == 0, r.stderr
-    last = json.loads(r.stdout.strip().splitlines()[-1])
-    assert last["pairs"] == 3 and last["images"] == 1 and 0 <= last["whdr"] <= 1 and last["step"] == 7
-
-    r = run_cli("predict", "--checkpoint", tmp_path / "run", tmp_path / "a.png", "--out", tmp_path / "pred")
-    assert r.returncode == 0, r.stderr
-    depth = cv2.imread(str(tmp_path / "pred" / "a.depth.png"), cv2.IMREAD_UNCHANGED)
-    color = cv2.imread(str(tmp_path / "pred" / "a.color.png"), cv2.IMREAD_UNCHANGED)
-    assert depth.dtype == np.uint16 and depth.shape == (50, 70) and depth.max() == 65535
-    assert color.shape == (50, 70, 3)
-
-    r = run_cli("eval", "--checkpoint", tmp_path / "nothing", "--diw-csv", tmp_path / "d.csv")
-    assert r.returncode == 2 and "no checkpoint" in r.stderr
-
-    # a user's bad DIW file: one line naming the problem, exit 2, no traceback
-    (tmp_path / "bad.csv").write_text("a.png\n1,2,30,x,<,70,50\n")
-    for csv_path, says in ((tmp_path / "bad.csv", "line 2"), (tmp_path / "missing.csv", "missing.csv")):
-        r = run_cli("eval", "--checkpoint", tmp_path / "run", "--diw-csv", csv_path)
-        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def test_wkdr_on_shards_uses_stored_pairs_and_dense_stereo_truth(tmp_path):

@@ -1,48 +1,22 @@
-"""`dynocc stats` histograms and plot, and `dynocc show` (overlays, depth maps, index.html) on real mined shards."""
+"""`dynocc stats` histograms and plot, and `dynocc show` (overlays, depth maps, index.html) on real mined shards
+(conftest's ``mined_with_stereo``). On S3 and in headless Chromium: tests/integration/test_show_s3_browser.py."""
 
 from __future__ import annotations
 
 import html.parser
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pyarrow.compute as pc
-import pytest
 
 from dynocc.cli import main
 from dynocc.factory.tools.overlay import CLOSER_RGB, EQUAL_RGB, FARTHER_RGB
 from dynocc.factory.tools.stats import DISTANCE_EDGES, format_stats, plot_stats, read_stats
-from dynocc.factory.core.stereo import inverse_depth_png
-from dynocc.factory.io.writer import ShardWriter, read_frames
-from dynocc.schemas import frame_row
+from dynocc.factory.io.writer import read_frames
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def mined(mined_clip, tmp_path_factory):
-    """A real mining output (one synthetic clip) plus one stereo row with a depth_png in the same root."""
-    out = tmp_path_factory.mktemp("show") / "mined"
-    shutil.copytree(mined_clip, out)
-    h, w = 60, 80
-    yy, xx = np.mgrid[0:h, 0:w]
-    disparity = (xx / w * 8 + 1).astype(np.float32)
-    sky = yy < 8
-    valid = np.ones((h, w), bool)
-    valid[20:24, 30:40] = False
-    rng = np.random.default_rng(0)
-    n = 12
-    left = cv2.imencode(".jpg", np.full((h, w, 3), 100, np.uint8))[1].tobytes()
-    row = frame_row("redweb", "stereo_left", 0, left, w, h, rng.integers(8, h, n), rng.integers(0, w, n),
-                    rng.integers(8, h, n), rng.integers(0, w, n), rng.integers(-1, 2, n),
-                    depth_png=inverse_depth_png(disparity, valid, sky))
-    ShardWriter(str(out)).write_item("stereo_left.jpg", [row], [], 0.1)
-    return out
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -52,11 +26,11 @@ def _png_size(path: Path) -> tuple[int, int]:
     return w, h
 
 
-def test_stats_histograms_match_the_rows(mined, capsys):
-    stats = read_stats(str(mined))
+def test_stats_histograms_match_the_rows(mined_with_stereo, capsys):
+    stats = read_stats(str(mined_with_stereo))
     assert {"videos_ok", "videos_failed", "frames", "pairs", "pairs_per_frame", "ordinal_balance",
             "top_failure_reasons"} <= set(stats)
-    frames = read_frames(str(mined))
+    frames = read_frames(str(mined_with_stereo))
     hist = stats["histograms"]
 
     lengths = pc.list_value_length(frames["pair_ordinal"]).to_numpy()
@@ -83,8 +57,8 @@ def test_stats_histograms_match_the_rows(mined, capsys):
     assert "pairs per frame" in text and "pair distance" in text and "ordinal balance per dataset" in text
     assert "redweb" in text and "[500, inf)" in text
 
-    plot = mined.parent / "plot" / "stats.png"
-    assert main(["stats", str(mined), "--json", "--plot", str(plot)]) == 0
+    plot = mined_with_stereo.parent / "plot" / "stats.png"
+    assert main(["stats", str(mined_with_stereo), "--json", "--plot", str(plot)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["histograms"] == json.loads(json.dumps(hist))
     w, h = _png_size(plot)
@@ -119,10 +93,10 @@ class _Links(html.parser.HTMLParser):
             self.captions[-1] += data
 
 
-def test_show_writes_overlays_depth_maps_and_a_gallery(mined, tmp_path, capsys):
+def test_show_writes_overlays_depth_maps_and_a_gallery(mined_with_stereo, tmp_path, capsys):
     out = tmp_path / "gallery"
-    frames = read_frames(str(mined)).to_pylist()
-    assert main(["show", str(mined), "--out", str(out), "--limit", str(len(frames))]) == 0
+    frames = read_frames(str(mined_with_stereo)).to_pylist()
+    assert main(["show", str(mined_with_stereo), "--out", str(out), "--limit", str(len(frames))]) == 0
     printed = capsys.readouterr().out
     assert "gallery:" in printed and "depth maps: 1" in printed
 
@@ -155,7 +129,7 @@ def test_show_writes_overlays_depth_maps_and_a_gallery(mined, tmp_path, capsys):
 
     # the stereo row, selected with --where, gets a depth map beside its overlay
     st = tmp_path / "stereo"
-    assert main(["show", str(mined), "--out", str(st), "--where", "depth_png IS NOT NULL"]) == 0
+    assert main(["show", str(mined_with_stereo), "--out", str(st), "--where", "depth_png IS NOT NULL"]) == 0
     capsys.readouterr()
     parser = _Links()
     parser.feed((st / "index.html").read_text())
@@ -167,60 +141,9 @@ def test_show_writes_overlays_depth_maps_and_a_gallery(mined, tmp_path, capsys):
     assert (d[44:46, 64:76] == 128).all()  # unknown pixels grey (rows 22-23 x2, cols 32-37 x2)
 
 
-def test_show_bad_where_and_empty_selection(mined, tmp_path, capsys):
-    assert main(["show", str(mined), "--out", str(tmp_path / "g"), "--where", "nope > 1"]) == 2
+def test_show_bad_where_and_empty_selection(mined_with_stereo, tmp_path, capsys):
+    assert main(["show", str(mined_with_stereo), "--out", str(tmp_path / "g"), "--where", "nope > 1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("dynocc show: ")
-    assert main(["show", str(mined), "--out", str(tmp_path / "e"), "--where", "frame_index > 100000"]) == 0
+    assert main(["show", str(mined_with_stereo), "--out", str(tmp_path / "e"), "--where", "frame_index > 100000"]) == 0
     assert "No frames matched" in (tmp_path / "e" / "index.html").read_text()
-
-
-def test_show_reads_s3(mined, s3, tmp_path, capsys):
-    frames = read_frames(str(mined))
-    frames = frames.filter(pc.equal(frames["dataset"], "dynocc")).drop_columns(["depth_png"]).slice(0, 2)
-    ShardWriter(s3.url("m"), storage_options=s3.storage_options).write_item("clip", frames, [], 0.0)
-    out = tmp_path / "s3gallery"
-    assert main(["show", s3.url("m"), "--out", str(out), "--storage-options", json.dumps(s3.storage_options)]) == 0
-    assert len(list((out / "images").glob("*.png"))) == 2 and (out / "index.html").is_file()
-
-
-def _headless_chromium() -> str:
-    """Debian's chromium; CI installs it (.ci/run), so there a missing browser fails instead of skipping."""
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; .ci/run installs it with apt-get")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return exe
-
-
-def _screenshot(page: Path, shot: Path, profile: Path) -> np.ndarray:
-    """Open `page` in headless Chromium (offline, throwaway profile) and return the RGB screenshot."""
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", "--hide-scrollbars", "--window-size=1200,900"]
-    subprocess.run([_headless_chromium(), *flags, f"--screenshot={shot}", page.as_uri()],
-                   check=True, timeout=90, capture_output=True)
-    img = cv2.imread(str(shot))
-    assert img is not None and img.shape[:2] == (900, 1200)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(int)
-
-
-def test_gallery_renders_in_headless_chromium(mined, tmp_path):
-    out = tmp_path / "gallery"
-    assert main(["show", str(mined), "--out", str(out), "--limit", "3"]) == 0
-    pic = _screenshot(out / "index.html", tmp_path / "shot.png", tmp_path / "profile")
-    # The same page with its images gone: only the CSS legend dots carry the pair colours.
-    broken = tmp_path / "broken"
-    shutil.copytree(out, broken)
-    shutil.rmtree(broken / "images")
-    bare = _screenshot(broken / "index.html", tmp_path / "bare.png", tmp_path / "profile")
-
-    def painted(img, colour):
-        return int((np.abs(img - colour).sum(axis=2) <= 6).sum())
-
-    # The overlay PNGs were loaded and drawn: far more pixels in the pair colours than the legend has.
-    for colour in (CLOSER_RGB, FARTHER_RGB):
-        assert painted(pic, colour) > 3 * painted(bare, colour) + 100, colour
-    if os.environ.get("DYNOCC_KEEP_SCREENSHOT"):
-        shutil.copy(tmp_path / "shot.png", os.environ["DYNOCC_KEEP_SCREENSHOT"])

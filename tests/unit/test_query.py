@@ -1,4 +1,4 @@
-"""`dynocc query`: DuckDB views over committed shards, local and on S3 (moto), and its outputs."""
+"""`dynocc query`: DuckDB views over committed shards and its outputs (on S3: tests/integration/test_query_s3.py)."""
 
 from __future__ import annotations
 
@@ -14,21 +14,9 @@ from dynocc.factory.tools.query import PAIRS_COLUMNS, QueryError, connect, forma
 from dynocc.factory.core.stereo import inverse_depth_png
 from dynocc.factory.io.writer import ShardWriter
 from dynocc.schemas import failure_row, frame_row
+from support import SMALL_H, SMALL_W, small_root_pairs, write_small_root
 
-W, H = 40, 30
-
-
-def _video_rows(video: str, n_frames: int, n_pairs: int, seed: int, dataset: str = "dynocc") -> list[dict]:
-    rows = []
-    for i in range(n_frames):
-        rng = np.random.default_rng(seed * 100 + i)
-        n = n_pairs + i
-        rows.append(frame_row(
-            dataset, video, i, b"\xff\xd8fakejpeg" + bytes([i]), W, H,
-            rng.integers(0, H, n), rng.integers(0, W, n), rng.integers(0, H, n), rng.integers(0, W, n),
-            rng.integers(-1, 2, n),
-        ))
-    return rows
+W, H = SMALL_W, SMALL_H  # the frame size of small_video_rows
 
 
 def _stereo_row(name: str, seed: int) -> dict:
@@ -40,36 +28,11 @@ def _stereo_row(name: str, seed: int) -> dict:
                      depth_png=inverse_depth_png(disparity, np.ones((H, W), bool)))
 
 
-def _write(out: str, storage_options=None) -> dict:
-    """Two committed videos, one committed failure, and one uncommitted item (no stats marker)."""
-    w = ShardWriter(out, rows_per_shard=3, storage_options=storage_options)
-    a, b = _video_rows("alpha", 4, 5, 1), _video_rows("beta", 2, 7, 2)
-    w.write_item("alpha.mp4", a, [], 1.0)
-    w.write_item("beta.mp4", b, [], 1.0)
-    fail = failure_row("broken.mp4", "decode", "not_a_video", "no video stream", video_id="broken",
-                       timestamp="2024-01-02T03:04:05Z")
-    w.write_item("broken.mp4", [], [fail], 0.1)
-    # An item whose commit marker never got written: its rows must not be seen.
-    w.write_item("ghost.mp4", _video_rows("ghost", 2, 3, 3), [], 1.0)
-    w._r.fs.rm(w._r.path(w.stats_path("ghost.mp4")))
-    return {"alpha": a, "beta": b}
-
-
 @pytest.fixture
 def out(tmp_path):
     path = str(tmp_path / "mined")
-    rows = _write(path)
+    rows = write_small_root(path)
     return path, rows
-
-
-def _expected_pairs(rows_by_video: dict) -> list[tuple]:
-    got = []
-    for rows in rows_by_video.values():
-        for r in rows:
-            for k, pair in enumerate(zip(r["pair_ya"], r["pair_xa"], r["pair_yb"], r["pair_xb"], r["pair_ordinal"])):
-                got.append((r["dataset"], r["video_id"], r["frame_index"], W, H, k, *map(int, pair),
-                            None))  # confidence: these hand-made rows have none
-    return sorted(got)
 
 
 def test_views_read_committed_rows_only(out):
@@ -79,7 +42,7 @@ def test_views_read_committed_rows_only(out):
     frames_cols = [r[0] for r in con.execute("DESCRIBE frames").fetchall()]
     assert "image" not in frames_cols and "pair_ordinal" in frames_cols and "video_id" in frames_cols
     got = sorted(con.execute(f"SELECT {', '.join(PAIRS_COLUMNS)} FROM pairs").fetchall())
-    assert got == _expected_pairs(rows)  # ghost (uncommitted) is absent, every pair in order
+    assert got == small_root_pairs(rows)  # ghost (uncommitted) is absent, every pair in order
     assert con.execute("SELECT count(*) FROM frames").fetchone()[0] == 6
     assert con.execute("SELECT input, error_type FROM failures").fetchall() == [("broken.mp4", "not_a_video")]
     con.close()
@@ -161,16 +124,3 @@ def test_format_table_cuts_long_cells():
     lines = format_table(t, max_width=10).splitlines()
     assert lines[2].startswith("aaaaaaaaa…") and "NULL" in lines[3]
     assert lines[2].endswith(" 1") and lines[3].endswith("22")
-
-
-def test_query_on_s3(s3, capsys):
-    out = s3.url("mined")
-    rows = _write(out, s3.storage_options)
-    n_pairs = sum(len(r["pair_ordinal"]) for v in rows.values() for r in v)
-    t = run_query("SELECT count(*) AS n, count(DISTINCT video_id) AS v FROM pairs", out, s3.storage_options)
-    assert t.to_pylist() == [{"n": n_pairs, "v": 2}]
-    got = run_query(f"SELECT {', '.join(PAIRS_COLUMNS)} FROM pairs", out, s3.storage_options)
-    assert sorted(tuple(r.values()) for r in got.to_pylist()) == _expected_pairs(rows)
-    so = json.dumps(s3.storage_options)
-    assert main(["query", "SELECT error_type FROM failures", "--data", out, "--storage-options", so, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == [{"error_type": "not_a_video"}]
