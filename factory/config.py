@@ -5,7 +5,7 @@ Every constant of the miner lives here, with its origin:
 * ``paper``: DynOcc (Wang et al.), section 3 — ``shared/papers/dynocc-paper.txt``.
 * ``ours``: a value the paper does not give, chosen by grading each stage on the
   synthetic scenes of :mod:`dynocc.factory.testing.synthetic` against their true depth
-  (see ``tests/test_miner_quality.py``).
+  (see ``tests/unit/test_miner_quality.py``).
 
 The models are pydantic so that a YAML job file or CLI flags become one validated
 object (:func:`dynocc.config_loader.load_config`), with errors that name the
@@ -293,7 +293,7 @@ class StereoConfig(_Strict):
 
     ``paper``: ReDWeb (Xian et al., CVPR 2018), ``shared/papers/redweb-paper.md``; ``ours``: a value
     the paper does not give, measured on Middlebury *Motorcycle* (``skimage.data.stereo_motorcycle``,
-    true disparity) and on it with a synthetic sky band pasted on top; see ``tests/test_stereo.py``.
+    true disparity) and on it with a synthetic sky band pasted on top; see ``tests/unit/test_stereo.py``.
     Lengths are in pixels of the image the flow is computed on (the decoder caps its long side).
     """
 

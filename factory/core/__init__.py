@@ -1,6 +1,6 @@
 """The algorithm layer: the papers' methods as pure functions on NumPy/torch arrays.
 
-Nothing here reads or writes storage, touches Parquet, Ray or the CLI (``tests/test_architecture.py``
+Nothing here reads or writes storage, touches Parquet, Ray or the CLI (``tests/unit/test_architecture.py``
 fails on such an import): frames and photos in, pairs and depth maps out.
 
 * ``flow``, ``raft``: optical-flow backends (OpenCV DIS on CPU; RAFT-small, learned, for GPUs)

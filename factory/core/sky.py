@@ -44,7 +44,7 @@ PNG (:func:`dynocc.factory.core.stereo.inverse_depth_png`), farther than any val
    within ``sky_guard`` (4) px of the sky become unknown — flow smears across the horizon both ways.
 
 Dark skies (night), skies seen only through foliage, and sky not touching the top border are
-missed; measured recall and false positives are in ``tests/test_stereo.py``.
+missed; measured recall and false positives are in ``tests/unit/test_stereo.py``.
 """
 
 from __future__ import annotations

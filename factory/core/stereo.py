@@ -27,7 +27,7 @@ field, marked paper/ours there):
   ``|F_lr(p) + F_rl(p + F_lr(p))| <= consistency_tolerance`` (F_rl read bilinearly; a match
   outside the right image is inconsistent); the consistent mask is eroded by ``erode_radius``;
   ``valid`` = the eroded mask. This replaces the paper's hand inspection, and removes occluded
-  pixels and most of the flow's smearing across depth edges (measured in ``tests/test_stereo.py``);
+  pixels and most of the flow's smearing across depth edges (measured in ``tests/unit/test_stereo.py``);
 * rejection with a reason code (``StereoResult.reject_reason``), checked in this order:
   ``too_few_consistent_pixels`` (valid fraction < ``min_consistent_fraction``),
   ``too_much_vertical_flow`` (median |F_lr.y| over valid > ``max_vertical_flow``),

@@ -7,7 +7,7 @@ warp *aligned* when it lands on that frame's boundaries. Over a segment of c pix
 foreground via F when ``(c1 − c2) / c > δ`` (eq. 4), side 2 when ``(c2 − c1) / c > δ``; a segment
 is kept only when F_prev and F_next agree (paper).
 
-Ours, measured on the synthetic scenes (``tests/test_miner_stages.py``):
+Ours, measured on the synthetic scenes (``tests/unit/test_miner_stages.py``):
 
 * every pixel's d is oriented like its segment's mean axis (d is an axis, ±d: without this,
   "side 1" flips between neighbouring pixels of a near-horizontal edge);

@@ -3,7 +3,7 @@
 Isolated here because part of it leans on Ray's *private* API: the raylet's error messages, which
 Ray prints to stdout, are caught by replacing ``ray._private.worker.print_to_stdstream``
 (:func:`private_ray_printer`). Another Ray version may not have it; then its printing is left alone
-(``tests/test_ray_console.py`` fails when the hook disappears, so an upgrade notices). ``--ray-logs``
+(``tests/unit/test_ray_console.py`` fails when the hook disappears, so an upgrade notices). ``--ray-logs``
 turns all of this off.
 """
 
