@@ -87,7 +87,7 @@ def _fps(text: str):
 def _miner_config(args):
     fps = getattr(args, "fps", None)
     assignments = list(args.assignments or []) + (["decode.fps=null"] if fps == "all" else [])
-    return load_config(MinerConfig, args.config, assignments, {
+    return load_config(MinerConfig, args.config, assignments, base=getattr(args, "miner_tree", None), overrides={
         **setting_overrides(args, MINE_FLAGS),
         "decode.fps": None if fps == "all" else fps,
         "source.storage_options": args.storage_options,
@@ -95,7 +95,7 @@ def _miner_config(args):
 
 
 def _stereo_config(args):
-    return load_config(StereoJobConfig, args.config, args.assignments, {
+    return load_config(StereoJobConfig, args.config, args.assignments, base=getattr(args, "miner_tree", None), overrides={
         **setting_overrides(args, MINE_STEREO_FLAGS),
         "source.storage_options": args.storage_options,
     })

@@ -6,6 +6,7 @@ dedicated flags (``--seed``, ``--flow-preset``, …). Errors name the bad key an
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Optional
 
 import yaml
@@ -79,14 +80,27 @@ def format_validation_error(e: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def deep_merge(base: dict, over: dict) -> dict:
+    """``base`` with ``over`` laid on top, nested mappings merged key by key."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def load_config(
     model: type[BaseModel],
     path: Optional[str] = None,
     assignments: Optional[list[str]] = None,
     overrides: Optional[dict[str, Any]] = None,
+    base: Optional[dict] = None,
 ) -> BaseModel:
-    """``model`` from defaults < YAML file < ``key=value`` assignments < ``overrides`` (dotted keys, None = unset)."""
-    tree: dict = read_yaml(path) if path else {}
+    """``model`` from defaults < ``base`` (e.g. a job spec's ``miner:`` tree) < YAML file < ``key=value``
+    assignments < ``overrides`` (dotted keys, None = unset)."""
+    tree: dict = deep_merge(copy.deepcopy(base or {}), read_yaml(path) if path else {})
     for text in assignments or []:
         _set_dotted(tree, *parse_assignment(text))
     for dotted, value in (overrides or {}).items():

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
@@ -37,7 +36,7 @@ from .config_loader import ConfigError, format_validation_error, load_config, re
 from .factory.config import RAY_ONLY_SETTINGS, EngineConfig
 
 __all__ = ["JobSpec", "load_job_spec", "read_spec_file", "spec_kind", "apply_job_spec", "miner_model",
-           "miner_assignments", "ENGINE_DEFAULTS"]
+           "ENGINE_DEFAULTS"]
 
 # The engine settings a spec may set, with their defaults: EngineConfig's (the one definition). In a
 # spec and on the command line an unset setting is None, so that a given one can be told apart.
@@ -101,29 +100,6 @@ def miner_model(command: str) -> type[BaseModel]:
     return StereoJobConfig if command == "mine-stereo" else MinerConfig
 
 
-def miner_assignments(tree: dict) -> list[str]:
-    """``key=value`` assignments (values as YAML) that rebuild ``tree`` through
-    :func:`~dynocc.config_loader.load_config`: one per top-level key, so that later ``--set
-    section.key=...`` assignments still land inside the section."""
-    out = []
-    for key, value in tree.items():
-        text = yaml.safe_dump(value, default_flow_style=True, width=float("inf"), sort_keys=False).strip()
-        if text.endswith("\n..."):
-            text = text[: -len("\n...")].strip()
-        out.append(f"{key}={text}")
-    return out
-
-
-def _deep_merge(base: dict, over: dict) -> dict:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def read_spec_file(path: str) -> dict:
     """The YAML mapping of a spec (a local path or an fsspec URL); ConfigError if unreadable."""
     try:
@@ -152,7 +128,7 @@ def load_job_spec(path: str) -> JobSpec:
     miner, command = tree.get("miner"), tree.get("command")
     if isinstance(miner, dict) and command in ("mine", "mine-stereo"):  # all problems at once
         try:
-            load_config(miner_model(command), None, miner_assignments(miner))
+            load_config(miner_model(command), base=miner)
         except ConfigError as e:
             problems.append(_prefixed(e, "miner."))
     if problems:
@@ -209,12 +185,8 @@ def apply_job_spec(args) -> Optional[JobSpec]:
         args.retry_failed = bool(args.retry_failed or spec.retry_failed)
         if args.storage_options is None and spec.storage_options:
             args.storage_options = dict(spec.storage_options)
-        # miner settings: spec < --config file < --set < flags (load_config applies the last two)
-        tree = dict(spec.miner)
-        if args.config:
-            tree = _deep_merge(tree, read_yaml(args.config))
-            args.config = None
-        args.assignments = miner_assignments(tree) + list(args.assignments or [])
+        # miner settings: spec < --config file < --set < flags (load_config lays them in that order)
+        args.miner_tree = dict(spec.miner)
     for key in SPEC_ENGINE_SETTINGS:  # the Ray-only ones stay None: given or not is what --engine local checks
         if key not in RAY_ONLY and getattr(args, key, None) is None:
             setattr(args, key, ENGINE_DEFAULTS[key])

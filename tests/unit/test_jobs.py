@@ -7,7 +7,7 @@ import pytest
 
 from dynocc import cli
 from dynocc.config_loader import ConfigError
-from dynocc.jobspec import apply_job_spec, load_job_spec, miner_assignments, spec_kind
+from dynocc.jobspec import apply_job_spec, load_job_spec, spec_kind
 from support import REPO, write_spec
 
 MINE_SPECS = sorted((REPO / "jobs").glob("mine_*.yaml"))
@@ -45,7 +45,7 @@ def _miner_dump(spec) -> dict:
     from dynocc.config_loader import load_config
     from dynocc.jobspec import miner_model
 
-    config = load_config(miner_model(spec.command), None, miner_assignments(spec.miner))
+    config = load_config(miner_model(spec.command), base=spec.miner)
     if spec.storage_options:
         config = config.model_copy(update={"source": config.source.model_copy(
             update={"storage_options": spec.storage_options})})
@@ -150,14 +150,14 @@ def test_without_a_spec_the_defaults_are_unchanged():
         cli.build_parser().parse_args(["mine", "v.mp4", "--out", "o"])).model_dump()
 
 
-def test_miner_assignments_round_trip_values_yaml_would_change():
+def test_spec_miner_values_reach_the_config_as_written():
     from dynocc.config_loader import load_config
     from dynocc.factory.config import MinerConfig, StereoJobConfig
 
     tree = {"dataset": "yes", "decode": {"max_long_side": None, "max_frames": 3},
             "source": {"cookies": "a=b: c.txt", "storage_options": {"s3": {"key": "007", "anon": False}}}}
-    c = load_config(MinerConfig, None, miner_assignments(tree))
+    c = load_config(MinerConfig, base=tree)
     assert c.dataset == "yes" and c.decode.max_long_side is None and c.decode.max_frames == 3
     assert c.source.cookies == "a=b: c.txt" and c.source.storage_options == {"s3": {"key": "007", "anon": False}}
-    s = load_config(StereoJobConfig, None, miner_assignments({"stereo": {"sky_hue_range": [180, 260]}}))
+    s = load_config(StereoJobConfig, base={"stereo": {"sky_hue_range": [180, 260]}})
     assert s.stereo.sky_hue_range == (180.0, 260.0)
