@@ -5,8 +5,8 @@ Layout under a run's ``--out``::
     checkpoints/step-00001000.pt   torch.save({"model", "optimizer", "step", "config"})
     checkpoints/latest.json        {"step": 1000, "file": "step-00001000.pt"} -- written last
 
-A checkpoint file appears whole or not at all (temporary name + rename on local disks; object
-stores publish an upload only when complete), and ``latest.json`` is written only after it, so a
+A checkpoint file appears whole or not at all (:func:`dynocc.factory.io.storage.put_url`: temporary
+name + rename on local disks; object stores publish an upload only when complete), and ``latest.json`` is written only after it, so a
 run killed at any point resumes from a complete checkpoint. ``model`` holds the plain (not DDP)
 state dict: ``encoder.*`` keys are torchvision's ResNet names.
 """
@@ -15,32 +15,15 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 from typing import Optional
 
 import torch
-from dynocc.factory.io.storage import url_fs
+
+from dynocc.factory.io.storage import join_url as join
+from dynocc.factory.io.storage import put_url, url_fs
 
 CKPT_DIR = "checkpoints"
 LATEST = "latest.json"
-
-
-def join(root: str, *parts: str) -> str:
-    return "/".join([root.rstrip("/"), *parts])
-
-
-def _put(url: str, data: bytes, storage_options: Optional[dict] = None) -> None:
-    fs, path = url_fs(url, storage_options)
-    proto = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
-    if proto not in ("file", "local"):
-        fs.pipe_file(path, data)
-        return
-    parent = path.rsplit("/", 1)[0]
-    fs.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.tmp-{uuid.uuid4().hex[:8]}"
-    with fs.open(tmp, "wb") as f:
-        f.write(data)
-    fs.mv(tmp, path)
 
 
 def _get(url: str, storage_options: Optional[dict] = None) -> bytes:
@@ -55,8 +38,8 @@ def save_checkpoint(out: str, step: int, model_state: dict, optimizer_state: Opt
     torch.save({"model": model_state, "optimizer": optimizer_state, "step": int(step), "config": config}, buf)
     name = f"step-{int(step):08d}.pt"
     url = join(out, CKPT_DIR, name)
-    _put(url, buf.getvalue(), storage_options)
-    _put(join(out, CKPT_DIR, LATEST), json.dumps({"step": int(step), "file": name}).encode(), storage_options)
+    put_url(url, buf.getvalue(), storage_options)
+    put_url(join(out, CKPT_DIR, LATEST), json.dumps({"step": int(step), "file": name}).encode(), storage_options)
     fs, root = url_fs(join(out, CKPT_DIR), storage_options)
     fs.invalidate_cache(root)
     olds = sorted(p for p in fs.glob(join(root, "step-*.pt")))[:-keep]

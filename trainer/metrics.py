@@ -12,11 +12,8 @@ import io
 import os
 from typing import Optional
 
-from dynocc.factory.io.storage import url_fs
-
-from dynocc.factory.io.storage import is_local
-
-from .checkpoint import _put, join
+from dynocc.factory.io.storage import is_local, put_url, url_fs
+from dynocc.factory.io.storage import join_url as join
 
 COLUMNS = ("step", "loss", "accuracy", "pairs_ordered", "pairs_kept", "pairs_equal", "lr", "elapsed_s")
 
@@ -66,7 +63,7 @@ class MetricsLog:
         w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
         w.writeheader()
         w.writerows(self.rows)
-        _put(join(self.out, "metrics.csv"), buf.getvalue().encode(), self.storage_options)
+        put_url(join(self.out, "metrics.csv"), buf.getvalue().encode(), self.storage_options)
         if self.tb is not None:
             self.tb.flush()
 

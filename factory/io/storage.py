@@ -65,6 +65,20 @@ def open_url(url: str | os.PathLike, mode: str = "rb", storage_options: Optional
     return fsspec.open(os.fspath(url), mode, **options_for(url, storage_options), **kwargs)
 
 
+def join_url(root: str, *parts: str) -> str:
+    """``root/part/...`` for a path or a URL (one slash between parts)."""
+    return "/".join([os.fspath(root).rstrip("/"), *parts])
+
+
+def put_url(url: str | os.PathLike, data: bytes, storage_options: Optional[dict] = None) -> None:
+    """Write one file at a path or URL so that it appears whole or not at all (:meth:`StorageRoot.put`)."""
+    url = os.fspath(url)
+    folder, name = url.rsplit("/", 1) if "/" in url else (".", url)
+    if folder.endswith(":/"):  # a file at the top of a store, e.g. memory://x.bin
+        folder += "/"
+    StorageRoot(folder or "/", storage_options).put(name, data)
+
+
 def _protocol(fs) -> str:
     p = fs.protocol
     return p[0] if isinstance(p, (tuple, list)) else p

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from dynocc.factory.io import codecs
-from dynocc.factory.io.storage import StorageRoot
+from dynocc.factory.io.storage import put_url
 
 __all__ = [
     "CLOSER_RGB",
@@ -236,10 +236,7 @@ def save_png(image_rgb: np.ndarray, path: str | os.PathLike, **storage_options) 
     ``storage_options`` go to fsspec (flat or per protocol).
     """
     url = os.fspath(path)
-    folder, name = url.rsplit("/", 1) if "/" in url else (".", url)
-    if folder.endswith(":/"):  # a file at the top of a store, e.g. memory://x.png
-        folder += "/"
-    StorageRoot(folder or "/", storage_options).put(name, encode_png(image_rgb))
+    put_url(url, encode_png(image_rgb), storage_options)
     return url
 
 
