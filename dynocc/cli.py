@@ -317,19 +317,19 @@ def cmd_export(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .trainer.commands import run_train
+    from .train_commands import run_train
 
     return run_train(args)
 
 
 def cmd_eval(args) -> int:
-    from .trainer.commands import run_eval
+    from .train_commands import run_eval
 
     return run_eval(args)
 
 
 def cmd_predict(args) -> int:
-    from .trainer.commands import run_predict
+    from .train_commands import run_predict
 
     return run_predict(args)
 
@@ -434,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .submit import add_parser as _add_submit_parser
 
     _add_submit_parser(sub).set_defaults(build_parser=build_parser)  # dynocc submit JOB.yaml --address http://HEAD:8265
-    from .trainer.commands import add_eval_args, add_predict_args, add_train_args
+    from .train_commands import add_eval_args, add_predict_args, add_train_args
 
     p = sub.add_parser("train", help="train the EncDecResNet on mined shards with Ray Train",
                        description="Ray Train (TorchTrainer, DDP) on Ray Data read from shard roots mixed by "

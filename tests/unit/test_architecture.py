@@ -24,6 +24,7 @@ LAYER_ALLOWED = {
     "dynocc.factory.testing": ("dynocc.factory.testing", "dynocc.factory.core", "dynocc.factory.io",
                                "dynocc.factory.config", "dynocc.schemas"),
     "dynocc.schemas": ("dynocc.schemas", "dynocc.factory.io.storage"),  # files are read through io.storage
+    "dynocc.trainer": ("dynocc.trainer", "dynocc.factory", "dynocc.schemas"),  # not the CLI package (dynocc/*)
 }
 CORE_FORBIDDEN_LIBRARIES = ("fsspec", "s3fs", "gcsfs", "pyarrow", "duckdb", "ray", "yt_dlp", "requests", "urllib",
                             "tqdm", "argparse")

@@ -12,7 +12,7 @@ import pytest
 
 from dynocc.cli import build_parser, main
 from dynocc.trainer.checkpoint import latest_checkpoint, load_checkpoint, resolve_checkpoint
-from dynocc.trainer.commands import train_config
+from dynocc.train_commands import train_config
 from dynocc.trainer.config import TrainConfig
 from dynocc.trainer.evaluate import disagreement, evaluate_diw, read_diw_records, write_diw_csv
 from dynocc.trainer.metrics import MetricsLog, read_metrics

@@ -13,7 +13,7 @@ import math
 import os
 import sys
 
-from ..config_loader import json_object as _json_object
+from .config_loader import json_object as _json_object
 
 EXIT_USAGE = 2
 
@@ -52,7 +52,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 def train_config(args):
     from dynocc.config_loader import load_config
 
-    from .config import TrainConfig, parse_data_arg
+    from .trainer.config import TrainConfig, parse_data_arg
 
     sources = None
     if args.data:
@@ -72,8 +72,8 @@ def train_config(args):
 
 
 def run_train(args) -> int:
-    from .data import DataError
-    from .train import TrainUsageError, train
+    from .trainer.data import DataError
+    from .trainer.train import TrainUsageError, train
 
     cfg = train_config(args)
     try:
@@ -99,7 +99,7 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_eval(args) -> int:
-    from .evaluate import Predictor, evaluate_diw, evaluate_shards
+    from .trainer.evaluate import Predictor, evaluate_diw, evaluate_shards
 
     if not args.diw_csv and not args.shards:
         print("dynocc eval: give --diw-csv FILE and/or --shards URL", file=sys.stderr)
@@ -138,8 +138,8 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_predict(args) -> int:
-    from .evaluate import Predictor, read_image
-    from .predict import save_prediction
+    from .trainer.evaluate import Predictor, read_image
+    from .trainer.predict import save_prediction
 
     try:
         predictor = Predictor(args.checkpoint, args.image_size, args.storage_options)
