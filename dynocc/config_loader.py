@@ -7,6 +7,7 @@ dedicated flags (``--seed``, ``--flow-preset``, …). Errors name the bad key an
 from __future__ import annotations
 
 import copy
+import typing
 from typing import Any, Optional
 
 import yaml
@@ -114,8 +115,6 @@ def load_config(
 
 def _flag_type(annotation: Any) -> tuple[Any, Optional[tuple]]:
     """(argparse type, choices) of a field's annotation: Optional[X] -> X; Literal[...] -> its choices."""
-    import typing
-
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) is typing.Union and len(args) == 1:
         annotation = args[0]
@@ -159,8 +158,6 @@ def model_from_flags(model: type[BaseModel], args: Any) -> BaseModel:
 
 def field_at(model: type[BaseModel], dotted: str):
     """The pydantic field at a dotted path of nested models (e.g. ``flow.dis_preset`` of MinerConfig)."""
-    import typing
-
     current: Any = model
     field = None
     for part in dotted.split("."):

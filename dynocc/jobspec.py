@@ -42,7 +42,6 @@ __all__ = ["JobSpec", "load_job_spec", "read_spec_file", "spec_kind", "apply_job
 # spec and on the command line an unset setting is None, so that a given one can be told apart.
 SPEC_ENGINE_SETTINGS = [k for k in EngineConfig.model_fields if k != "ray_logs"]
 ENGINE_DEFAULTS = {k: EngineConfig.model_fields[k].default for k in SPEC_ENGINE_SETTINGS}
-RAY_ONLY = RAY_ONLY_SETTINGS
 
 
 class _JobSpecBase(BaseModel):
@@ -88,7 +87,7 @@ class JobSpec(create_model("_JobSpecFields", __base__=_JobSpecBase, **_ENGINE_KE
     @model_validator(mode="after")
     def _ray_only_with_ray(self) -> "JobSpec":
         if self.engine == "local":
-            given = [k for k in RAY_ONLY if getattr(self, k) is not None]
+            given = [k for k in RAY_ONLY_SETTINGS if getattr(self, k) is not None]
             if given:
                 raise ValueError(f"{', '.join(given)} only apply to engine 'ray' (this spec says engine: local)")
         return self
@@ -176,7 +175,7 @@ def apply_job_spec(args) -> Optional[JobSpec]:
         if args.engine is None:
             args.engine = spec.engine
         if (args.engine or ENGINE_DEFAULTS["engine"]) == "ray":  # a spec's Ray settings are dropped under --engine local
-            for key in RAY_ONLY:
+            for key in RAY_ONLY_SETTINGS:
                 if getattr(args, key) is None:
                     setattr(args, key, getattr(spec, key))
         for key in ("rows_per_shard", "max_retries"):
@@ -188,7 +187,7 @@ def apply_job_spec(args) -> Optional[JobSpec]:
         # miner settings: spec < --config file < --set < flags (load_config lays them in that order)
         args.miner_tree = dict(spec.miner)
     for key in SPEC_ENGINE_SETTINGS:  # the Ray-only ones stay None: given or not is what --engine local checks
-        if key not in RAY_ONLY and getattr(args, key, None) is None:
+        if key not in RAY_ONLY_SETTINGS and getattr(args, key, None) is None:
             setattr(args, key, ENGINE_DEFAULTS[key])
     where = f" (job spec {args.job} has none)" if spec is not None else ""
     if not args.inputs:

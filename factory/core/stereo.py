@@ -136,7 +136,12 @@ def forward_backward_error(flow_lr: np.ndarray, flow_rl: np.ndarray) -> np.ndarr
 def consistency_mask(flow_lr: np.ndarray, flow_rl: np.ndarray, tolerance: float, erode_radius: int) -> np.ndarray:
     """Left-right consistent pixels (forward-backward error <= ``tolerance`` px), eroded by a
     (2r+1)² square, r = ``erode_radius``."""
-    mask = forward_backward_error(flow_lr, flow_rl) <= tolerance
+    return mask_from_error(forward_backward_error(flow_lr, flow_rl), tolerance, erode_radius)
+
+
+def mask_from_error(fb_error: np.ndarray, tolerance: float, erode_radius: int) -> np.ndarray:
+    """:func:`consistency_mask` from an already computed :func:`forward_backward_error`."""
+    mask = fb_error <= tolerance
     if erode_radius > 0 and mask.any():
         k = np.ones((2 * erode_radius + 1, 2 * erode_radius + 1), np.uint8)
         mask = cv2.erode(mask.astype(np.uint8), k, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
@@ -318,12 +323,11 @@ def disparity_from_flow(
     search = config.search_fraction > 0 and _takes_start(backend)
     initial = initial_flows(left_rgb, right, config) if search else None
     flow_lr, flow_rl = _pair_flows(backend, left_rgb, right, initial)
+    fb_err = forward_backward_error(flow_lr, flow_rl)
+    valid = mask_from_error(fb_err, config.consistency_tolerance, config.erode_radius)
 
     diag: dict[str, float] = {}
-    misalignment = None
-    if config.correct_misalignment:
-        misalignment = estimate_misalignment(
-            flow_lr, consistency_mask(flow_lr, flow_rl, config.consistency_tolerance, config.erode_radius))
+    misalignment = estimate_misalignment(flow_lr, valid) if config.correct_misalignment else None
     correctable = misalignment is not None and (
         abs(misalignment.rotation_deg) <= config.max_rotation_deg
         and abs(misalignment.scale - 1.0) <= config.max_scale_difference
@@ -338,12 +342,12 @@ def disparity_from_flow(
         start_lr[..., 1] = 0.0
         start_rl[..., 1] = 0.0
         flow_lr, flow_rl = _pair_flows(backend, left_rgb, right, (start_lr, start_rl))
+        fb_err = forward_backward_error(flow_lr, flow_rl)
+        valid = mask_from_error(fb_err, config.consistency_tolerance, config.erode_radius)
     diag["misalignment_corrected"] = float(corrected)
 
     disparity = np.ascontiguousarray(-flow_lr[..., 0])  # larger = closer
-    fb_err = forward_backward_error(flow_lr, flow_rl)
     consistent = fb_err <= config.consistency_tolerance
-    valid = consistency_mask(flow_lr, flow_rl, config.consistency_tolerance, config.erode_radius)
 
     n = valid.sum()
     diag.update({
