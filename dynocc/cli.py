@@ -19,7 +19,7 @@ from .config_loader import (ConfigError, add_model_flags, add_setting_flags, jso
                             model_from_flags, setting_overrides)
 from .factory.config import RAY_ONLY_SETTINGS, EngineConfig, MinerConfig, StereoJobConfig
 from .factory.engine.items import ItemResult
-from .factory.engine.job import EXIT_USAGE, JobSummary, MineUsageError, run_mine_job
+from .factory.engine.job import EXIT_OK, EXIT_USAGE, JobSummary, MineUsageError, run_mine_job
 
 
 # The dedicated setting flags of each mining command: flag -> dotted key of its config model. Type,
@@ -104,7 +104,7 @@ def _stereo_config(args):
 class _Progress:
     """A progress bar over videos with frames/s and pairs/s, and one ``failed:`` line per bad input."""
 
-    def __init__(self, total: int, quiet: bool, per_item: bool = False):
+    def __init__(self, total: Optional[int], quiet: bool, per_item: bool = False):
         from tqdm import tqdm
 
         self.quiet = quiet
@@ -113,6 +113,10 @@ class _Progress:
         self.frames = 0
         self.pairs = 0
         self.bar = tqdm(total=total, unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+
+    def start_mining(self, to_mine: int, actors: int) -> None:
+        """The engine has planned: the bar's total is the items to mine."""
+        self.bar.reset(total=to_mine)
 
     def frame(self, video_id, mined) -> None:
         self.frames += 1
@@ -162,7 +166,6 @@ def cmd_mine_stereo(args) -> int:
 
 def _run_mine(args, config) -> int:
     """Both mining commands: the same engines, resume, failure rows and summary."""
-    from .factory.engine.miners import resolver_for
 
     engine = model_from_flags(EngineConfig, args)
     if engine.engine == "local":
@@ -180,27 +183,25 @@ def _run_mine(args, config) -> int:
         except RAFTWeightsError as e:
             print(f"dynocc {args.command}: {e}", file=sys.stderr)
             return EXIT_USAGE
-    items, resolve_failures = resolver_for(config)(args.inputs, config.source)
-    progress = _Progress(len(items) + len(resolve_failures), args.quiet, per_item=engine.engine == "ray")
+    progress = _Progress(None, args.quiet or engine.dry_run, per_item=engine.engine == "ray")
+    common = dict(storage_options=args.storage_options, progress=progress.item, on_start=progress.start_mining,
+                  engine=engine)
     try:
         if engine.engine == "ray":
             from .factory.engine.ray_engine import run_mine_job_ray
 
-            summary = run_mine_job_ray(
-                args.inputs, args.out, config, rows_per_shard=engine.rows_per_shard,
-                storage_options=args.storage_options, actors=engine.actors, cpus_per_actor=engine.cpus_per_actor,
-                gpus_per_actor=engine.gpus_per_actor, address=engine.address, progress=progress.item,
-                retry_failed=engine.retry_failed, max_task_retries=engine.max_retries, ray_logs=engine.ray_logs,
-            )
+            summary = run_mine_job_ray(args.inputs, args.out, config, **common)
         else:
-            summary = run_mine_job(args.inputs, args.out, config, rows_per_shard=engine.rows_per_shard,
-                                   storage_options=args.storage_options, progress=progress.item,
-                                   on_frame=progress.frame, retry_failed=engine.retry_failed)
+            summary = run_mine_job(args.inputs, args.out, config, on_frame=progress.frame, **common)
     except MineUsageError as e:
         print(f"dynocc {args.command}: {e}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         progress.close()
+    if engine.dry_run:
+        print(f"dry run: to mine: {summary.to_mine}  already done: {summary.videos_skipped}  (nothing mined)")
+        print(f"output: {args.out}")
+        return EXIT_OK
     _print_summary(summary, args.out)
     return summary.exit_code
 

@@ -178,7 +178,7 @@ def apply_job_spec(args) -> Optional[JobSpec]:
             for key in RAY_ONLY_SETTINGS:
                 if getattr(args, key) is None:
                     setattr(args, key, getattr(spec, key))
-        for key in ("rows_per_shard", "max_retries"):
+        for key in ("shard_size", "items_per_task", "fetch_concurrency", "max_retries"):
             if getattr(args, key) is None:
                 setattr(args, key, getattr(spec, key))
         args.retry_failed = bool(args.retry_failed or spec.retry_failed)

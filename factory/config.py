@@ -279,7 +279,23 @@ class EngineConfig(_Strict):
         2, ge=0, description="times a video whose Ray worker crashed is tried again before it becomes a "
         "'worker_lost' failure row",
     )
-    rows_per_shard: int = Field(512, ge=1, description="frame rows per Parquet file")
+    shard_size: float = Field(
+        256.0, gt=0, description="target size of a Parquet shard in MB: frame rows of many videos go into one "
+        "shard, and a long video spans several",
+    )
+    items_per_task: int = Field(
+        32, ge=1, description="work items per mining task (the unit a worker commits and a crash retries); "
+        "small jobs use fewer so every actor gets work",
+    )
+    fetch_concurrency: int = Field(
+        8, ge=1, description="remote inputs (http, yt-dlp, buckets) downloaded at once by the fetch stage "
+        "(Ray engine), ahead of the mining actors",
+    )
+    plan_in_driver_max: int = Field(
+        20000, ge=0, description="up to this many resolved inputs the driver de-duplicates and checks them "
+        "itself (fast); above it the plan runs as Ray Data joins and never enters the driver",
+    )
+    dry_run: bool = Field(False, description="resolve and plan the inputs, print how many would be mined, mine nothing")
     retry_failed: bool = Field(False, description="mine again the inputs an earlier run committed with failures")
     ray_logs: bool = Field(False, description="show Ray's own logs and progress bars")
 

@@ -37,12 +37,17 @@ class ItemMiner(Protocol):
     """One kind of work: ``resolve`` inputs into work items, ``mine`` one of them."""
 
     config: Any
+    media: Any  # the input walker's hooks (:class:`~dynocc.factory.io.sources.Media`; None: videos)
 
     @staticmethod
     def resolve(inputs: list[str], source: Optional[SourceOptions] = None) -> tuple[list[WorkItem], list[dict]]:
         """(work items, failure dicts of inputs that did not resolve)."""
         ...
 
-    def mine(self, item: WorkItem, on_frame: Optional[Callable[[MinedFrame], None]] = None) -> ItemResult:
-        """Frame rows and failure rows of one item (a bad input is a failure row, never an exception)."""
+    def mine(self, item: WorkItem, on_frame: Optional[Callable[[MinedFrame], None]] = None,
+             on_row: Optional[Callable[[dict], None]] = None, prefetched: Any = None) -> ItemResult:
+        """Frame rows and failure rows of one item (a bad input is a failure row, never an exception).
+
+        ``on_row(row)`` receives the frame rows as they are made (else they go to
+        ``result.frame_rows``); ``prefetched`` is the item as the fetch stage downloaded it."""
         ...

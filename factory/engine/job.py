@@ -1,35 +1,51 @@
-"""A mining job: resolve inputs, decode, mine, write shards and failure rows.
+"""A mining job: what both engines share, and the local (one-process) engine.
 
-This is the thin layer around the item miners (:mod:`.items`; picked by :mod:`.miners`), which never
-raise for a bad input: they return frame rows and failure rows. :func:`run_mine_job` drives the items through a :class:`~.writer.ShardWriter` in this process (the
-``local`` engine of ``dynocc mine``), skipping items that are already committed (so a rerun
-resumes), and returns a :class:`JobSummary`. :func:`.ray_engine.run_mine_job_ray` is the same job
-on Ray Data; both share :func:`plan_mine_job` (what to mine), :func:`forget_items`
-(``--retry-failed``) and the summary accounting here, so they write the same rows and report the
-same summary.
+Both engines run the same steps, only placed differently::
+
+    inputs --resolve--> work items --skip committed--> [fetch] --> mining tasks --> commit records
+                                                                   (mine_task)
+
+* :func:`mine_task` is one mining task: a list of work rows (items, or inputs that failed to
+  resolve) in, items streamed into shards through a :class:`~.writer.TaskWriter` and committed,
+  one stats row per committed item out. The local engine calls it in this process; the Ray engine
+  (:mod:`.ray_engine`) in each actor of its pool. Item miners never raise for a bad input (they
+  return failure rows), so a task only raises when the storage does.
+* A work row is a dict: ``key`` (the item key a commit names: the input, or ``resolve:<input>`` for
+  an input that did not resolve), ``input``, ``video_id``, ``kind`` and, for a failed input,
+  ``failure`` (its failure row as JSON); the fetch stage adds ``prefetched`` (the downloaded bytes).
+* :class:`JobSummary`, :func:`account` and the exit codes are the job's outcome for the CLI.
+
+:func:`run_mine_job` is the local engine: it resolves in this process (:func:`plan_mine_job`)
+and runs :func:`mine_task` over chunks of ``items_per_task`` items.
 """
 
 from __future__ import annotations
 
+import json
+import pickle
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
-from dynocc.factory.io.storage import url_fs
-
-from dynocc.factory.config import MinerConfig, SourceOptions
+from dynocc.factory.config import EngineConfig, MinerConfig, SourceOptions
 from dynocc.factory.core.miner import MinedFrame
 from dynocc.factory.engine.items import ItemResult
 from dynocc.factory.engine.miners import item_miner_for, resolver_for
 from dynocc.factory.io.sources import WorkItem, resolve_inputs
-from dynocc.factory.io.writer import ItemStats, ShardWriter, committed_items
+from dynocc.factory.io.writer import ItemStats, ShardWriter, committed_items_among, forget_items, task_key
 from dynocc.schemas import failure_row
+
+__all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "EXIT_NOTHING", "MineUsageError", "JobSummary", "MinePlan",
+           "plan_mine_job", "mine_task", "account", "run_mine_job", "resolve_key", "work_row", "failure_work_row",
+           "engine_settings", "stats_row", "result_from_stats_row", "MAX_FAILURES_KEPT"]
 
 # Exit codes of `dynocc mine` (documented in the README).
 EXIT_OK = 0
 EXIT_PARTIAL = 1  # some inputs failed, the rest were mined
 EXIT_USAGE = 2  # bad flags or config: nothing was run
 EXIT_NOTHING = 3  # every input failed
+
+MAX_FAILURES_KEPT = 1000  # failure rows the summary keeps for display (all are counted and committed)
 
 
 class MineUsageError(ValueError):
@@ -46,7 +62,8 @@ class JobSummary:
     frames_mined: int = 0  # frames the miner looked at
     pairs: int = 0
     seconds: float = 0.0
-    failures: list[dict] = field(default_factory=list)
+    to_mine: Optional[int] = None  # items planned (dry run and progress); None while unknown
+    failures: list[dict] = field(default_factory=list)  # the first MAX_FAILURES_KEPT
 
     @property
     def pairs_per_frame(self) -> float:
@@ -71,67 +88,150 @@ class JobSummary:
         }
 
 
+def engine_settings(engine: Optional[EngineConfig], settings: dict) -> EngineConfig:
+    """``engine`` (default: the defaults) with ``settings`` (engine field names) laid over it, validated."""
+    base = (engine or EngineConfig()).model_dump()
+    try:
+        return EngineConfig.model_validate({**base, **settings})
+    except Exception as e:  # pydantic's ValidationError: one line per bad setting
+        raise MineUsageError(_one_line(e)) from None
+
+
+def _one_line(e: Exception) -> str:
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        return "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in errors())
+    return str(e)
+
+
+# --------------------------------------------------------------------------- work rows
+
+
 def resolve_key(failure: dict) -> str:
     """Item key under which a resolve failure is committed."""
     return f"resolve:{failure['input']}"
 
 
-@dataclass
-class MinePlan:
-    """What a run has to do: every resolved item, the ones still to mine, and what to forget first."""
-
-    items: list[WorkItem]
-    resolve_failures: list[dict]
-    todo: list[WorkItem]  # not committed yet (or committed with failures, under retry_failed)
-    skipped: int  # committed by an earlier run: not mined again
-    forget: list[ItemStats]  # committed with failures, to un-commit before mining (retry_failed)
+def work_row(item: WorkItem) -> dict:
+    return {"key": item.input, "input": item.input, "video_id": item.video_id, "kind": item.kind, "failure": ""}
 
 
-def plan_mine_job(inputs: list[str], out: str, storage_options: Optional[dict] = None,
-                  retry_failed: bool = False, source: Optional[SourceOptions] = None,
-                  resolve: Callable = resolve_inputs) -> MinePlan:
-    """Resolve ``inputs`` and compare with what ``out`` already holds (read only, writes nothing).
+def failure_work_row(failure: dict) -> dict:
+    """A work row for an input that did not resolve: committed as its failure row."""
+    return {"key": resolve_key(failure), "input": failure["input"], "video_id": failure.get("video_id") or "",
+            "kind": "failed", "failure": json.dumps(failure, default=str)}
 
-    An item is done when its commit marker exists. With ``retry_failed``, work items committed
-    *with failures* are to be mined again (resolve failures are re-checked on every run anyway).
+
+def item_extra_stats(result: ItemResult) -> dict:
+    return {"frames_decoded": result.frames_decoded, "frames_mined": result.frames_mined,
+            "video_id": result.video_id}
+
+
+# --------------------------------------------------------------------------- one mining task
+
+
+def _failed_input(row: dict) -> ItemResult:
+    f = json.loads(row["failure"])
+    rec = failure_row(f["input"], f["stage"], f["error_type"], f["message"], video_id=f.get("video_id") or None,
+                      attempts=int(f.get("attempts") or 1))
+    return ItemResult(row["input"], row.get("video_id") or None, [], [rec])
+
+
+def mine_task(miner, writer: ShardWriter, rows: list[dict],
+              on_frame: Optional[Callable[[str, MinedFrame], None]] = None) -> Iterator[dict]:
+    """Mine and commit the work rows of one task; yield one :func:`stats_row` per committed item.
+
+    Items an earlier attempt of this very task committed (a retry after a crash) are skipped.
+    Frame rows stream into the writer as the miner makes them (memory stays bounded, whatever the
+    video's length). If the storage fails, the items since the last commit are recorded as
+    ``stage='write'`` failures (committed if the storage lets us; else reported uncommitted).
     """
-    items, resolve_failures = resolve(inputs, source)
-    committed = {s.item_key: s for s in committed_items(out, storage_options)}
-    forget: list[ItemStats] = []
-    if retry_failed:
-        forget = [committed[it.input] for it in items if it.input in committed and committed[it.input].failures]
-        for stats in forget:
-            del committed[stats.item_key]
-    todo = [it for it in items if it.input not in committed]
-    return MinePlan(items, resolve_failures, todo, len(items) - len(todo), forget)
+    task = writer.task(task_key(r["key"] for r in rows))
+    results: dict[str, ItemResult] = {}
+
+    def committed(stats: list[ItemStats]) -> Iterator[dict]:
+        for s in stats:
+            yield stats_row(results.pop(s.item_key), s.frames, committed=True)
+
+    for row in rows:
+        if row["key"] in task.done:
+            continue
+        item = WorkItem(row["input"], row["video_id"], row["kind"])
+        task.begin_item(row["key"], item.video_id)
+        try:
+            if row.get("failure"):
+                result = _failed_input(row)
+            else:
+                hook = (lambda mined, vid=item.video_id: on_frame(vid, mined)) if on_frame else None
+                prefetched = row.get("prefetched")
+                result = miner.mine(item, on_frame=hook, on_row=lambda r: task.add_rows([r]),
+                                    prefetched=pickle.loads(prefetched) if prefetched else None)
+            result.item_key = row["key"]
+            results[row["key"]] = result
+            done = task.end_item(result.failures, result.seconds, item_extra_stats(result))
+        except Exception as e:  # the storage (or a schema check) failed while writing
+            task.abort_item()
+            yield from _write_failed(writer, rows, results, row, e)
+            return
+        yield from committed(done)
+    try:
+        done = task.close()
+    except Exception as e:
+        task.abort_item()
+        yield from _write_failed(writer, rows, results, None, e)
+        return
+    yield from committed(done)
 
 
-def _join(root: str, rel: str) -> str:
-    return f"{root.rstrip('/')}/{rel}" if root.rstrip("/") else f"/{rel}"
+def _write_failed(writer: ShardWriter, rows: list[dict], results: dict[str, ItemResult], current: Optional[dict],
+                  e: Exception) -> Iterator[dict]:
+    """The items of a task whose writes failed: each gets a ``write`` failure row, committed on its
+    own if the storage lets us (else reported uncommitted: the next run mines it again)."""
+    inputs = {r["key"]: r["input"] for r in rows}
+    lost = list(results.values())
+    if current is not None and current["key"] not in results:
+        lost.append(ItemResult(current["key"], current.get("video_id") or None, [], []))
+    for result in lost:
+        row = failure_row(inputs[result.item_key], "write", type(e).__name__, f"{type(e).__name__}: {e}", video_id=result.video_id)
+        result.failures = [row]
+        result.pairs = 0
+        try:
+            writer.write_item(result.item_key, [], [row], result.seconds, extra_stats=item_extra_stats(result))
+            yield stats_row(result, 0, committed=True)
+        except Exception:
+            yield stats_row(result, 0, committed=False)
 
 
-def forget_items(out: str, stats: list[ItemStats], storage_options: Optional[dict] = None) -> int:
-    """Un-commit items so that the next run mines them again; returns how many were forgotten.
+_FAILURE_KEYS = ("input", "video_id", "stage", "error_type", "message", "attempts")
 
-    For each item: its commit marker (``ShardWriter.stats_path``, ``stats/<hash>.json``) is deleted
-    first -- from then on readers ignore the item's files -- and then the data files the marker
-    listed (its failure part and any frame parts). A crash in between leaves only unlisted files,
-    which readers ignore and the item's next write replaces.
-    """
-    if not stats:
-        return 0
-    writer = ShardWriter(out, storage_options=storage_options)
-    fs, root = url_fs(writer.out_url, storage_options)
-    for s in stats:
-        marker = _join(root, writer.stats_path(s.item_key))
-        if fs.exists(marker):
-            fs.rm(marker)
-        for rel in s.files:
-            path = _join(root, rel)
-            if fs.exists(path):
-                fs.rm(path)
-    fs.invalidate_cache()
-    return len(stats)
+
+def stats_row(result: ItemResult, frames: int, committed: bool) -> dict:
+    """What a task reports per item: counts and failure rows, never frames (they are in the shards)."""
+    failures = [{k: f.get(k) for k in _FAILURE_KEYS} for f in result.failures]
+    return {
+        "item_key": result.item_key,
+        "video_id": result.video_id or "",
+        "frames": int(frames),
+        "frames_mined": int(result.frames_mined),
+        "frames_decoded": int(result.frames_decoded),
+        "pairs": int(result.pairs),
+        "failures": len(failures),
+        "failures_json": json.dumps(failures, default=str),
+        "seconds": float(result.seconds),
+        "committed": bool(committed),
+    }
+
+
+def result_from_stats_row(row: dict) -> tuple[ItemResult, int]:
+    failures = [
+        failure_row(f["input"], f["stage"], f["error_type"], f["message"], video_id=f.get("video_id"),
+                    attempts=f.get("attempts") or 1)
+        for f in json.loads(row["failures_json"])
+    ]
+    result = ItemResult(str(row["item_key"]), str(row["video_id"]) or None, [], failures,
+                        frames_decoded=int(row["frames_decoded"]), frames_mined=int(row["frames_mined"]),
+                        pairs=int(row["pairs"]), seconds=float(row["seconds"]))
+    return result, int(row["frames"])
 
 
 def account(summary: JobSummary, result: ItemResult, frames_written: Optional[int] = None) -> None:
@@ -143,57 +243,87 @@ def account(summary: JobSummary, result: ItemResult, frames_written: Optional[in
         summary.videos_ok += 1
     else:
         summary.videos_failed += 1
-        summary.failures.extend(result.failures)
+        room = MAX_FAILURES_KEPT - len(summary.failures)
+        if room > 0:
+            summary.failures.extend(result.failures[:room])
 
 
-def write_resolve_failures(writer: ShardWriter, failures: list[dict], summary: JobSummary,
-                           progress: Optional[Callable[[ItemResult, JobSummary], None]] = None) -> None:
-    """Commit one failure row per input that did not resolve (every run: it is cheap and current)."""
-    for f in failures:
-        row = failure_row(f["input"], f["stage"], f["error_type"], f["message"], video_id=f.get("video_id"))
-        writer.write_item(resolve_key(f), [], [row], 0.0)
-        summary.videos_failed += 1
-        summary.failures.append(row)
-        if progress:
-            progress(ItemResult(f["input"], f.get("video_id"), [], [row]), summary)
+# --------------------------------------------------------------------------- the local engine
 
 
-def item_extra_stats(result: ItemResult) -> dict:
-    return {"frames_decoded": result.frames_decoded, "frames_mined": result.frames_mined,
-            "video_id": result.video_id}
+@dataclass
+class MinePlan:
+    """What a run has to do: the work rows still to mine, and what to forget first."""
+
+    rows: list[dict]  # work rows not committed yet (or committed with failures, under retry_failed)
+    skipped: int  # committed by an earlier run: not mined again
+    forget: list[ItemStats]  # committed with failures, to un-commit before mining (retry_failed)
+
+
+def plan_rows(rows: list[dict], committed: Iterable[ItemStats], retry_failed: bool) -> MinePlan:
+    """Split resolved work rows into those to mine and those done (one shared rule for both engines'
+    driver-side plans). An item is done when a commit record names it; with ``retry_failed``, items
+    committed *with failures* are to be forgotten and mined again."""
+    keys = {r["key"] for r in rows}
+    done = {s.item_key: s for s in committed if s.item_key in keys}
+    forget = [s for s in done.values() if s.failures] if retry_failed else []
+    for s in forget:
+        del done[s.item_key]
+    todo = [r for r in rows if r["key"] not in done]
+    return MinePlan(todo, len(rows) - len(todo), forget)
+
+
+def plan_mine_job(inputs: list[str], out: str, storage_options: Optional[dict] = None, retry_failed: bool = False,
+                  source: Optional[SourceOptions] = None, resolve: Callable = resolve_inputs) -> MinePlan:
+    """Resolve ``inputs`` in this process and compare with what ``out`` holds (reads only)."""
+    items, resolve_failures = resolve(inputs, source)
+    rows = [work_row(it) for it in items] + [failure_work_row(f) for f in resolve_failures]
+    return plan_rows(rows, committed_items_among(out, storage_options, {r["key"] for r in rows}), retry_failed)
+
+
+def chunks(rows: list[dict], size: int) -> Iterator[list[dict]]:
+    for i in range(0, len(rows), size):
+        yield rows[i:i + size]
 
 
 def run_mine_job(
     inputs: list[str],
     out: str,
     config: MinerConfig,
-    rows_per_shard: int = 512,
     storage_options: Optional[dict] = None,
     progress: Optional[Callable[[ItemResult, JobSummary], None]] = None,
     on_frame: Optional[Callable[[str, MinedFrame], None]] = None,
-    retry_failed: bool = False,
+    on_start: Optional[Callable[[int, int], None]] = None,
+    engine: Optional[EngineConfig] = None,
+    **settings,
 ) -> JobSummary:
     """Mine every input into ``out`` in this process; items already committed there are skipped.
 
-    ``retry_failed``: items committed with failures are un-committed (:func:`forget_items`) and
-    mined again.
+    ``engine`` / ``settings``: :class:`~dynocc.factory.config.EngineConfig` (``shard_size``,
+    ``items_per_task``, ``retry_failed``, ``dry_run``; the Ray settings are not used here).
+    ``progress(result, summary)`` once per committed item; ``on_frame(video_id, mined)`` per mined
+    frame; ``on_start(items_to_mine, 1)`` once planned.
     """
+    eng = engine_settings(engine, settings)
     start = time.perf_counter()
     summary = JobSummary()
-    writer = ShardWriter(out, rows_per_shard=rows_per_shard, storage_options=storage_options)
-    plan = plan_mine_job(inputs, out, storage_options, retry_failed, config.source, resolver_for(config))
-    forget_items(out, plan.forget, storage_options)
-    write_resolve_failures(writer, plan.resolve_failures, summary, progress)
+    writer = ShardWriter(out, shard_size_mb=eng.shard_size, storage_options=storage_options)
+    plan = plan_mine_job(inputs, out, storage_options, eng.retry_failed, config.source, resolver_for(config))
     summary.videos_skipped = plan.skipped
-    worker = item_miner_for(config)
-    for item in plan.todo:
-        hook = (lambda mined, vid=item.video_id: on_frame(vid, mined)) if on_frame else None
-        result = worker.mine(item, on_frame=hook)
-        writer.write_item(item.input, result.frame_rows, result.failures, result.seconds,
-                          extra_stats=item_extra_stats(result))
-        account(summary, result)
-        if progress:
-            progress(result, summary)
+    summary.to_mine = len(plan.rows)
+    if on_start:
+        on_start(len(plan.rows), 1)
+    if eng.dry_run:
+        summary.seconds = time.perf_counter() - start
+        return summary
+    forget_items(out, plan.forget, storage_options)
+    worker = item_miner_for(config) if any(not r["failure"] for r in plan.rows) else None
+    for rows in chunks(plan.rows, eng.items_per_task):
+        for row in mine_task(worker, writer, rows, on_frame=on_frame):
+            result, frames = result_from_stats_row(row)
+            account(summary, result, frames_written=frames)
+            if progress:
+                progress(result, summary)
     summary.seconds = time.perf_counter() - start
     writer.finalize(summary.as_dict())
     return summary

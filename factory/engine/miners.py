@@ -35,3 +35,9 @@ def item_miner_for(config) -> ItemMiner:
 def resolver_for(config) -> Callable:
     """The input resolver of that item miner (no miner is built)."""
     return _miner_class(config).resolve
+
+
+def media_for(config):
+    """The input walker's hooks of that item miner (:class:`~dynocc.factory.io.sources.Media`;
+    None: videos)."""
+    return _miner_class(config).media

@@ -1,51 +1,46 @@
-"""The mining job on Ray Data: the same job as :func:`.job.run_mine_job`, spread over an actor pool.
+"""The mining job on Ray Data: the same job as :func:`.job.run_mine_job`, as a streaming pipeline.
 
-Pipeline::
+Pipeline (every arrow is a Ray Data stage; nothing but small stats rows reaches the driver)::
 
-    driver: resolve inputs -> plan (skip committed items: resume) -> check the pool fits the cluster
-    ray.data.from_items(one row per work item: input, video_id, kind; one block per item)
-      .map_batches(_MineActor, batch_size=1, compute=ActorPoolStrategy(size=actors),
-                   num_cpus=cpus_per_actor, num_gpus=gpus_per_actor,
-                   max_restarts=..., max_task_retries=...)
-    driver: iter_rows() over small stats rows -> progress bar and JobSummary -> writer.finalize()
+    inputs (@lists streamed by Ray Data's readers)                    ray_plan.entries_dataset
+      -> resolve, in tasks (globs, YouTube-VOS roots, bucket listings)  ray_plan.resolved_dataset
+      -> de-duplicate, unique ids, skip committed items (resume)        driver path up to
+                                                                        plan_in_driver_max rows,
+                                                                        else Ray Data joins
+      -> fetch remote items, in CPU tasks (fetch_concurrency at once)   _fetch_batch
+      -> mine, in an actor pool (items_per_task items per task)         _MineActor -> job.mine_task
+    driver: iter_rows() over one stats row per committed item -> progress bar and JobSummary
+    driver: every planned item not committed -> a 'worker_lost' failure row; writer.finalize()
 
-Each actor builds one item miner (:func:`.miners.item_miner_for`: the DynOcc miner or the stereo one) in ``__init__`` (the flow model is loaded once
-per actor, not per video) and one :class:`~.writer.ShardWriter`; for every item it calls
-:func:`.video_items.mine_item` and writes (and commits) the item's shards itself. Frames and pairs never go
-through the driver: it only receives one stats row per item (item key, video id, frame and pair
-counts, failures, seconds), so a cluster mines into ``s3://`` without the driver holding data.
+Each actor builds one item miner in ``__init__`` (the flow model is loaded once per actor) and
+runs :func:`.job.mine_task` per task: rows stream into shards of ``shard_size`` MB, commit
+records name the finished items (:mod:`dynocc.factory.io.writer`). The fetch stage runs ahead of
+the actors, throttled by Ray Data's backpressure, and hands the downloaded bytes over through the
+object store: a mining actor (a GPU actor too) never waits on the network; the mining node
+stages the bytes on its disk and deletes them once mined.
 
 Failures, from the mildest:
 
-* a bad input or any Python exception while mining: :func:`.video_items.mine_item` turns it into a failure
-  row (as in the local engine); an exception while *writing* is caught per item in the actor and
-  becomes a ``stage='write'`` failure row. Ray never sees an exception, so one bad video never
-  fails the dataset.
-* a hard crash of the worker process (segfault in a codec, OOM kill, ``os._exit``, lost node):
-  Ray restarts the actor and retries the item on it, ``max_task_retries`` times. Each actor runs
-  one item at a time (``max_tasks_in_flight_per_actor=1``) so a crash costs no other item a retry.
-  When the retries are spent, the item's block errors; the dataset is run with
-  ``DataContext.max_errored_blocks = -1`` so Ray Data drops that block and goes on with the rest.
-  The driver then knows the item only by its *absence*: every item that sent no stats row and
-  has no commit marker is committed by the driver as a failure row with ``error_type
-  'worker_lost'`` (``attempts = max_task_retries + 1``).
-* the whole dataset fails (e.g. the actors cannot even start): the same fallback records every
-  item without a commit marker as ``worker_lost``, with the error in its message; items the
-  actors committed before the failure are counted from their commit markers.
+* a bad input, a failed download or any Python exception while mining: a failure row (the item
+  miners never raise for a bad input); an exception while *writing* becomes ``stage='write'``
+  failure rows. Ray never sees an exception, so one bad video never fails the dataset.
+* a hard crash of the worker process (segfault in a codec, OOM kill, lost node): Ray restarts
+  the actor and retries the task on it, ``max_retries`` times; the retry skips the items the
+  task already committed (same task key). Each actor runs one task at a time
+  (``max_tasks_in_flight_per_actor=1``). When the retries are spent, the task's block errors and
+  is dropped (``DataContext.max_errored_blocks = -1``) and the rest goes on.
+* afterwards the driver plans once more: every planned item that no commit record names is
+  committed as a failure row with ``error_type 'worker_lost'`` (``attempts = max_retries + 1``),
+  or, if the dataset as a whole failed, with the error in its message.
 
-Actor restarts are bounded too. Measured on Ray 2.60: Ray Data does not replace an actor that has
-died for good (a pool of one actor with ``max_restarts=1`` and two crashing items hangs forever),
-so ``max_restarts`` defaults to ``len(items) * (max_task_retries + 1)`` -- enough for every item
-of this job to use all of its retries, so item crashes alone can never empty the pool, and still
-finite. An explicit smaller value is honoured (at that risk).
+Actor restarts are bounded: Ray Data does not replace an actor that has died for good (measured
+on Ray 2.60), so ``max_restarts`` is enough for every task to use all of its retries, and finite.
 
 Console: Ray's INFO logs, progress bars and worker output are hidden (``ray_logs=True`` /
 ``dynocc mine --ray-logs`` shows them); its errors still reach stderr, one line each, prefixed
 ``ray:``. stdout carries only the job summary, as with the local engine.
 
-A pool the cluster cannot hold (``actors * cpus_per_actor`` above the cluster's CPUs, an actor
-larger than every node, or GPUs asked for where there are none) raises
-:class:`.job.MineUsageError` before anything is written, instead of waiting forever for resources.
+A pool the cluster cannot hold raises :class:`.job.MineUsageError` before anything is written.
 """
 
 from __future__ import annotations
@@ -53,111 +48,85 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
+import pickle
 import sys
 import time
 import warnings
 from typing import Any, Callable, Iterator, Optional
 
-from dynocc.schemas import failure_row, read_table
-from dynocc.factory.config import EngineConfig, MinerConfig
+from dynocc.factory.config import EngineConfig, MinerConfig, SourceOptions
 from dynocc.factory.engine.items import ItemResult
-from dynocc.factory.engine.ray_console import quiet_ray, short_error
 from dynocc.factory.engine.job import (
     JobSummary,
     MineUsageError,
     account,
-    forget_items,
-    item_extra_stats,
-    plan_mine_job,
-    write_resolve_failures,
+    chunks,
+    engine_settings,
+    mine_task,
+    plan_rows,
+    result_from_stats_row,
 )
-from dynocc.factory.engine.miners import item_miner_for, resolver_for
+from dynocc.factory.engine.miners import item_miner_for, media_for
+from dynocc.factory.engine.ray_console import quiet_ray, short_error
+from dynocc.factory.engine import ray_plan
+from dynocc.factory.io.decode import InputError
+from dynocc.factory.io.remote import REMOTE_KINDS, download
 from dynocc.factory.io.sources import WorkItem
 from dynocc.factory.io.storage import is_local
-from dynocc.factory.io.writer import ItemStats, ShardWriter, committed_items
+from dynocc.factory.io.writer import ShardWriter, commit_records, committed_items_among, forget_items
+from dynocc.schemas import failure_row
 
-__all__ = ["run_mine_job_ray", "default_actors", "CRASH_ENV", "DEFAULT_MAX_TASK_RETRIES"]
+__all__ = ["run_mine_job_ray", "default_actors", "DEFAULT_MAX_TASK_RETRIES"]
 
-# Test hook: an actor whose item has this video id exits the process at once (a real worker crash).
-CRASH_ENV = "DYNOCC_TEST_CRASH_ON"
 _ENGINE = EngineConfig()  # the engine settings' defaults (defined once, in factory/config.py)
-DEFAULT_MAX_TASK_RETRIES = _ENGINE.max_retries  # an item whose worker crashes is tried 3 times in all
-
-_FAILURE_KEYS = ("input", "video_id", "stage", "error_type", "message", "attempts")
+DEFAULT_MAX_TASK_RETRIES = _ENGINE.max_retries  # a task whose worker crashes is tried 3 times in all
 
 logger = logging.getLogger(__name__)
 
 
-# --------------------------------------------------------------------------- the actor
+# --------------------------------------------------------------------------- the stages
+
+
+def _rows_of(batch: dict) -> list[dict]:
+    cols = list(batch)
+    n = len(batch[cols[0]]) if cols else 0
+    return [{c: (batch[c][i].item() if hasattr(batch[c][i], "item") and not isinstance(batch[c][i], (bytes, str))
+                 else batch[c][i]) for c in cols} for i in range(n)]
+
+
+def _fetch_batch(batch: dict, source: dict) -> dict:
+    """Fetch stage: download remote items (bytes into the row); a failed download becomes the
+    item's failure row; local items pass through."""
+    options = SourceOptions.coerce(source)
+    rows = _rows_of(batch)
+    for row in rows:
+        row["prefetched"] = b""
+        if row["failure"] or row["kind"] not in REMOTE_KINDS:
+            continue
+        item = WorkItem(row["input"], row["video_id"], row["kind"])
+        try:
+            row["prefetched"] = pickle.dumps(download(item, options), protocol=pickle.HIGHEST_PROTOCOL)
+        except InputError as e:
+            row["failure"] = json.dumps(e.to_failure(item.input, item.video_id), default=str)
+        except Exception as e:  # noqa: BLE001 - an unexpected library error: recorded, the job goes on
+            row["failure"] = json.dumps(failure_row(item.input, "download", type(e).__name__,
+                                                    f"{type(e).__name__}: {e}", video_id=item.video_id), default=str)
+    return {c: [r[c] for r in rows] for c in rows[0]} if rows else batch
 
 
 class _MineActor:
-    """One per pool slot: a miner (flow model loaded once) and a shard writer; mines and commits
-    one item per call and returns only its stats."""
+    """One per pool slot: an item miner (flow model loaded once) and a shard writer; runs one
+    mining task per call and yields one stats row per committed item."""
 
-    def __init__(self, config: MinerConfig, out: str, rows_per_shard: int, storage_options: dict,
-                 crash_on: Optional[str] = None):
-        self.worker = item_miner_for(config)
-        self.writer = ShardWriter(out, rows_per_shard=rows_per_shard, storage_options=storage_options)
-        self.crash_on = crash_on or os.environ.get(CRASH_ENV) or None
+    def __init__(self, config: MinerConfig, writer: ShardWriter):
+        self.miner = item_miner_for(config)
+        self.writer = writer
 
-    def __call__(self, batch: dict) -> dict:
-        rows = [self.mine_one(WorkItem(str(i), str(v), str(k)))
-                for i, v, k in zip(batch["input"], batch["video_id"], batch["kind"])]
-        return {key: [r[key] for r in rows] for key in _STATS_COLUMNS}
-
-    def mine_one(self, item: WorkItem) -> dict:
-        if self.crash_on is not None and item.video_id == self.crash_on:
-            os._exit(1)  # test hook: a hard crash, not an exception
-        result = self.worker.mine(item)
-        frames = len(result.frame_rows)
-        committed = True
-        try:
-            self.writer.write_item(item.input, result.frame_rows, result.failures, result.seconds,
-                                   extra_stats=item_extra_stats(result))
-        except Exception as e:  # storage or schema error: record it as the item's failure
-            row = failure_row(item.input, "write", type(e).__name__, f"{type(e).__name__}: {e}",
-                              video_id=item.video_id)
-            result.failures.append(row)
-            frames, result.pairs = 0, 0
-            try:
-                self.writer.write_item(item.input, [], [row], result.seconds, extra_stats=item_extra_stats(result))
-            except Exception:
-                committed = False  # the driver will report it (the storage is unreachable)
-        return _stats_row(result, frames, committed)
-
-
-_STATS_COLUMNS = ("item_key", "video_id", "frames", "frames_mined", "frames_decoded", "pairs", "failures",
-                  "failures_json", "seconds", "committed")
-
-
-def _stats_row(result: ItemResult, frames: int, committed: bool) -> dict:
-    failures = [{k: f.get(k) for k in _FAILURE_KEYS} for f in result.failures]
-    return {
-        "item_key": result.item_key,
-        "video_id": result.video_id or "",
-        "frames": int(frames),
-        "frames_mined": int(result.frames_mined),
-        "frames_decoded": int(result.frames_decoded),
-        "pairs": int(result.pairs),
-        "failures": len(failures),
-        "failures_json": json.dumps(failures),
-        "seconds": float(result.seconds),
-        "committed": bool(committed),
-    }
-
-
-def _result_from_row(row: dict) -> tuple[ItemResult, int]:
-    failures = [
-        failure_row(f["input"], f["stage"], f["error_type"], f["message"], video_id=f.get("video_id"),
-                    attempts=f.get("attempts") or 1)
-        for f in json.loads(row["failures_json"])
-    ]
-    result = ItemResult(str(row["item_key"]), str(row["video_id"]) or None, [], failures,
-                        frames_decoded=int(row["frames_decoded"]), frames_mined=int(row["frames_mined"]),
-                        pairs=int(row["pairs"]), seconds=float(row["seconds"]))
-    return result, int(row["frames"])
+    def __call__(self, batch: dict) -> Iterator[dict]:
+        for row in mine_task(self.miner, self.writer, _rows_of(batch)):
+            yield {k: [v] for k, v in row.items()}
 
 
 # --------------------------------------------------------------------------- Ray setup
@@ -250,177 +219,255 @@ def _errored_blocks_dropped() -> Iterator[None]:
         ctx.max_errored_blocks = saved
 
 
+
+
 # --------------------------------------------------------------------------- the job
 
 
-def _committed_result(writer: ShardWriter, stats: ItemStats, item: WorkItem) -> tuple[ItemResult, int]:
-    """An item the actors committed but whose stats row never arrived: counted from its marker."""
-    failures: list[dict] = []
-    if stats.failures:
-        for rel in stats.files:
-            if rel.startswith("failures/"):
-                url = f"{writer.out_url.rstrip('/')}/{rel}"
-                failures += read_table(url, writer.storage_options or None, table="failures").to_pylist()
-        if not failures:
-            failures = [failure_row(item.input, "mine", "unknown", "failed (details in the failures table)",
-                                    video_id=item.video_id)]
-    extra = stats.extra or {}
-    result = ItemResult(item.input, item.video_id, [], failures, frames_decoded=int(extra.get("frames_decoded", 0)),
-                        frames_mined=int(extra.get("frames_mined", 0)), pairs=stats.pairs, seconds=stats.seconds)
-    return result, stats.frames
+def _lost_rows(rows: list[dict], message: str, attempts: int) -> list[dict]:
+    """Work rows whose items no commit names after the run: committed as 'worker_lost' failures."""
+    return [{**r, "kind": "failed", "prefetched": b"", "failure": json.dumps(failure_row(
+        r["input"], "mine", "worker_lost", message, video_id=r.get("video_id") or None, attempts=attempts),
+        default=str)} for r in rows]
+
+
+def _record_lost(batch: dict, writer: ShardWriter, message: str, attempts: int) -> dict:
+    """Reconciliation task (large jobs): commit the lost items' failure rows."""
+    rows = [list(mine_task(None, writer, _lost_rows(_rows_of(batch), message, attempts)))]
+    flat = [r for group in rows for r in group]
+    return {"item_key": [r["item_key"] for r in flat], "committed": [r["committed"] for r in flat]}
+
+
+def _check_settings(settings: dict) -> None:
+    """The messages a user sees for impossible engine settings (before pydantic's)."""
+    actors = settings.get("actors")
+    if actors is not None and actors < 1:
+        raise MineUsageError(f"--actors must be at least 1, got {actors}")
+    if "cpus_per_actor" in settings and not settings["cpus_per_actor"] > 0:
+        raise MineUsageError(f"--cpus-per-actor must be above 0, got {_fmt(settings['cpus_per_actor'])}")
+    if settings.get("gpus_per_actor", 0) < 0:
+        raise MineUsageError(f"--gpus-per-actor must be 0 or more, got {_fmt(settings['gpus_per_actor'])}")
+    if settings.get("max_retries", 0) < 0:
+        raise MineUsageError(f"--max-retries must be 0 or more, got {settings['max_retries']}")
 
 
 def run_mine_job_ray(
     inputs: list[str],
     out: str,
     config: MinerConfig,
-    rows_per_shard: int = _ENGINE.rows_per_shard,
     storage_options: Optional[dict] = None,
-    actors: Optional[int] = _ENGINE.actors,
-    cpus_per_actor: float = _ENGINE.cpus_per_actor,
-    gpus_per_actor: float = _ENGINE.gpus_per_actor,
-    address: Optional[str] = _ENGINE.address,
     progress: Optional[Callable[[ItemResult, JobSummary], None]] = None,
     on_start: Optional[Callable[[int, int], None]] = None,
-    retry_failed: bool = _ENGINE.retry_failed,
-    max_task_retries: int = DEFAULT_MAX_TASK_RETRIES,
+    engine: Optional[EngineConfig] = None,
     max_restarts: Optional[int] = None,
-    ray_logs: bool = _ENGINE.ray_logs,
+    **settings,
 ) -> JobSummary:
-    """Mine every input into ``out`` with a Ray Data actor pool; committed items are skipped.
+    """Mine every input into ``out`` with the Ray Data pipeline above; committed items are skipped.
 
-    ``actors``: pool size (default :func:`default_actors` of the cluster, capped by the number of
-    items to mine). ``address``: a Ray cluster (default ``RAY_ADDRESS``; without either a fresh
-    local Ray is started and shut down at the end; an already initialised Ray is used as is).
-    ``progress(result, summary)`` is called once per item as in :func:`.job.run_mine_job`, with
-    ``result.frame_rows`` empty (rows stay on the workers) and the counts filled in;
-    ``on_start(items_to_mine, actors)`` once the pool is sized. ``max_task_retries``: retries of
-    an item whose worker crashed; ``max_restarts``: restarts per actor (default: see the module
-    doc). ``ray_logs``: show Ray's own logs and progress bars.
+    ``engine`` / ``settings``: :class:`~dynocc.factory.config.EngineConfig` and field overrides
+    (``actors``: pool size, default :func:`default_actors` of the cluster, capped by the items to
+    mine; ``address``: a Ray cluster, default ``RAY_ADDRESS``, without either a fresh local Ray is
+    started and shut down at the end, an already initialised Ray is used as is; ``max_retries``:
+    retries of a task whose worker crashed; ...). ``progress(result, summary)`` once per committed
+    item (``result.frame_rows`` empty: rows stay on the workers); ``on_start(items_to_mine, actors)``
+    once planned. ``max_restarts``: restarts per actor (default: see the module doc).
 
     Raises :class:`.job.MineUsageError` (nothing written) for bad settings or a pool the cluster
     cannot hold.
     """
-    if actors is not None and actors < 1:
-        raise MineUsageError(f"--actors must be at least 1, got {actors}")
-    if not cpus_per_actor > 0:
-        raise MineUsageError(f"--cpus-per-actor must be above 0, got {_fmt(cpus_per_actor)}")
-    if gpus_per_actor < 0:
-        raise MineUsageError(f"--gpus-per-actor must be 0 or more, got {_fmt(gpus_per_actor)}")
-    if max_task_retries < 0:
-        raise MineUsageError(f"--max-retries must be 0 or more, got {max_task_retries}")
+    _check_settings(settings)
+    eng = engine_settings(engine, settings)
     if max_restarts is not None and max_restarts < -1:
         raise MineUsageError(f"max_restarts must be -1 (unlimited) or more, got {max_restarts}")
-
     start = time.perf_counter()
     summary = JobSummary()
-    writer = ShardWriter(out, rows_per_shard=rows_per_shard, storage_options=storage_options)
-    plan = plan_mine_job(inputs, out, storage_options, retry_failed, config.source, resolver_for(config))
-    summary.videos_skipped = plan.skipped
-    todo = plan.todo
-    started = False
+    writer = ShardWriter(out, shard_size_mb=eng.shard_size, storage_options=storage_options)
+    started = _init_ray(eng.address, eng.ray_logs)
     try:
-        pool = 0
-        if todo:  # nothing to mine (a finished job rerun): no Ray needed
-            started = _init_ray(address, ray_logs)
-            pool = min(_check_pool(actors, cpus_per_actor, gpus_per_actor), len(todo))
-            _warn_local_output_on_a_cluster(out)
-        # Past every check: from here on the output folder is written.
-        forget_items(out, plan.forget, storage_options)
-        write_resolve_failures(writer, plan.resolve_failures, summary, progress)
-        if on_start:
-            on_start(len(todo), pool)
-        if todo:
-            _mine_on_ray(todo, writer, config, summary, progress, pool, cpus_per_actor, gpus_per_actor,
-                         max_task_retries, max_restarts, ray_logs)
+        with _errored_blocks_dropped(), quiet_ray(not eng.ray_logs):
+            _run(inputs, out, config, storage_options, eng, writer, summary, progress, on_start, max_restarts)
     finally:
         if started:
             import ray
 
             ray.shutdown()
     summary.seconds = time.perf_counter() - start
-    writer.finalize(summary.as_dict())
+    if not eng.dry_run:
+        writer.finalize(summary.as_dict())
     return summary
 
 
-def _map(ds, writer: ShardWriter, config: MinerConfig, pool: int, remote_args: dict):
-    from ray.data import ActorPoolStrategy
+def _run(inputs, out, config, storage_options, eng: EngineConfig, writer: ShardWriter, summary: JobSummary,
+         progress, on_start, max_restarts) -> None:
+    pool = _check_pool(eng.actors, eng.cpus_per_actor, eng.gpus_per_actor)
+    media = media_for(config)
+    resolved = ray_plan.resolved_dataset(inputs, config.source, media).materialize()
+    n = resolved.count()
+    small = n <= eng.plan_in_driver_max
+    if small:  # the driver de-duplicates and checks the commit records itself
+        rows = ray_plan.finish_in_driver(resolved.take_all(), media)
+        del resolved
+        plan = plan_rows(rows, committed_items_among(out, storage_options, {r["key"] for r in rows}),
+                         eng.retry_failed)
+        summary.videos_skipped, summary.to_mine = plan.skipped, len(plan.rows)
+        todo_rows = plan.rows
+    else:  # Ray Data aggregations and joins: the plan never enters the driver
+        if eng.retry_failed and not eng.dry_run:
+            _forget_failed_on_ray(out, storage_options)
+        deduped = ray_plan.dedup_dataset(resolved, n).materialize()
+        del resolved
+        todo = ray_plan.not_committed(deduped, out, storage_options, n).materialize()
+        summary.to_mine = todo.count()
+        summary.videos_skipped = deduped.count() - summary.to_mine
+    if on_start:
+        on_start(summary.to_mine, min(pool, summary.to_mine))
+    if eng.dry_run or not summary.to_mine:
+        return
+    if small:
+        forget_items(out, plan.forget, storage_options)
+        _warn_local_output_on_a_cluster(out)
+        pool = min(pool, len(todo_rows))
+        per_task = max(1, min(eng.items_per_task, math.ceil(len(todo_rows) / (2 * pool))))
+        import ray
 
-    return ds.map_batches(
-        _MineActor,
-        batch_size=1,
-        compute=ActorPoolStrategy(size=pool, max_tasks_in_flight_per_actor=1),
-        fn_constructor_kwargs={
-            "config": config,
-            "out": writer.out_url,
-            "rows_per_shard": writer.rows_per_shard,
-            "storage_options": writer.storage_options,
-            "crash_on": os.environ.get(CRASH_ENV) or None,
-        },
-        **remote_args,
-    )
-
-
-def _mine_on_ray(todo: list[WorkItem], writer: ShardWriter, config: MinerConfig, summary: JobSummary,
-                 progress: Optional[Callable[[ItemResult, JobSummary], None]], pool: int, cpus_per_actor: float,
-                 gpus_per_actor: float, max_task_retries: int, max_restarts: Optional[int], ray_logs: bool) -> None:
-    import ray
-
+        todo = ray.data.from_items(todo_rows, override_num_blocks=math.ceil(len(todo_rows) / per_task))
+        remote = any(r["kind"] in REMOTE_KINDS and not r["failure"] for r in todo_rows)
+    else:
+        _warn_local_output_on_a_cluster(out)
+        per_task, remote = eng.items_per_task, True
     if max_restarts is None:
-        max_restarts = len(todo) * (max_task_retries + 1)
-    by_key = {it.input: it for it in todo}
-    seen: set[str] = set()
+        max_restarts = summary.to_mine * (eng.max_retries + 1)
+    seen: Optional[set[str]] = set() if small else None
+    reported = 0
 
     def report(result: ItemResult, frames: int) -> None:
         account(summary, result, frames_written=frames)
         if progress:
             progress(result, summary)
 
-    remote_args: dict[str, Any] = {"num_cpus": cpus_per_actor, "max_restarts": max_restarts,
-                                   "max_task_retries": max_task_retries}
-    if gpus_per_actor > 0:
-        remote_args["num_gpus"] = gpus_per_actor
+    ds = _pipeline(todo, writer, config, eng, pool, per_task, remote, max_restarts)
     dataset_error: Optional[BaseException] = None
-    with _errored_blocks_dropped(), quiet_ray(not ray_logs):
-        ds = ray.data.from_items([{"input": it.input, "video_id": it.video_id, "kind": it.kind} for it in todo],
-                                 override_num_blocks=len(todo))
-        with warnings.catch_warnings():
-            # Ray 2.60 takes max_restarts/max_task_retries only through the deprecated
-            # **ray_remote_args (named parameters for them do not exist yet; pyproject pins < 2.64).
-            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated", category=Warning)
-            ds = _map(ds, writer, config, pool, remote_args)
-        try:
-            for row in ds.iter_rows():
-                key = str(row["item_key"])
-                if key in seen or key not in by_key:
+    try:
+        for row in ds.iter_rows():
+            key = str(row["item_key"])
+            if seen is not None:
+                if key in seen:
                     continue
                 seen.add(key)
-                result, frames = _result_from_row(row)
-                if not row["committed"]:  # the actor could not even write its failure row: the driver tries
-                    _commit_failures(writer, result)
-                report(result, frames)
-        except Exception as e:  # the dataset as a whole failed: fall back to the commit markers
-            dataset_error = e
-            print(f"ray: the mining dataset failed: {short_error(e)}", file=sys.stderr, flush=True)
+            reported += 1
+            result, frames = result_from_stats_row(row)
+            if not row["committed"]:  # the actor could not even write its failure row: the driver tries
+                _commit_failures(writer, result)
+            report(result, frames)
+    except Exception as e:  # the dataset as a whole failed: the reconciliation below records the rest
+        dataset_error = e
+        print(f"ray: the mining dataset failed: {short_error(e)}", file=sys.stderr, flush=True)
 
-    missing = [it for it in todo if it.input not in seen]
-    if not missing:
+    attempts = eng.max_retries + 1
+    if dataset_error is not None:
+        message = f"not mined: the Ray mining job failed ({short_error(dataset_error)})"
+    else:
+        message = (f"the Ray worker mining it died {attempts} time(s) (a crash, an out-of-memory kill or a "
+                   f"lost node); see the Ray logs")
+    if small:
+        missing = [r for r in todo_rows if r["key"] not in seen]
+        if not missing:
+            return
+        done = {s.item_key: s for s in committed_items_among(out, storage_options, {r["key"] for r in missing})}
+        lost = []
+        for r in missing:
+            if r["key"] in done:  # committed by an attempt whose stats row never arrived
+                report(*_committed_result(writer, done[r["key"]], r))
+            else:
+                lost.append(r)
+        for rows in chunks(lost, 256):
+            for row in mine_task(None, writer, _lost_rows(rows, message, attempts)):
+                report(*result_from_stats_row(row))
         return
-    done = {s.item_key: s for s in committed_items(writer.out_url, writer.storage_options or None)}
-    attempts = max_task_retries + 1
-    for item in missing:
-        if item.input in done:
-            report(*_committed_result(writer, done[item.input], item))
-            continue
-        if dataset_error is not None:
-            message = f"not mined: the Ray mining job failed ({short_error(dataset_error)})"
-        else:
-            message = (f"the Ray worker mining it died {attempts} time(s) (a crash, an out-of-memory kill or a "
-                       f"lost node); see the Ray logs")
-        row = failure_row(item.input, "mine", "worker_lost", message, video_id=item.video_id, attempts=attempts)
-        result = ItemResult(item.input, item.video_id, [], [row])
-        _commit_failures(writer, result)
-        report(result, 0)
+    # Large jobs: the items no commit names are found by the same anti-join, in Ray tasks.
+    lost_ds = ray_plan.not_committed(todo, out, storage_options, summary.to_mine)
+    recorded = lost_ds.map_batches(_record_lost, batch_size=256,
+                                   fn_kwargs={"writer": writer, "message": message, "attempts": attempts})
+    lost = 0
+    for row in recorded.iter_rows():
+        lost += 1
+        row_result = ItemResult(str(row["item_key"]), None, [], [failure_row(str(row["item_key"]), "mine",
+                                                                             "worker_lost", message)])
+        report(row_result, 0)
+    summary.videos_ok += max(0, summary.to_mine - reported - lost)  # committed, stats row lost with its worker
+
+
+def _pipeline(todo, writer: ShardWriter, config, eng: EngineConfig, pool: int, per_task: int, remote: bool,
+              max_restarts: int):
+    from ray.data import ActorPoolStrategy
+
+    ds = todo
+    if remote:  # downloads run ahead of the actors, in their own small CPU tasks
+        ds = ds.map_batches(_fetch_batch, batch_size=1, num_cpus=FETCH_CPUS, concurrency=eng.fetch_concurrency,
+                            fn_kwargs={"source": config.source.model_dump()})
+    remote_args: dict[str, Any] = {"num_cpus": eng.cpus_per_actor, "max_restarts": max_restarts,
+                                   "max_task_retries": eng.max_retries}
+    if eng.gpus_per_actor > 0:
+        remote_args["num_gpus"] = eng.gpus_per_actor
+    with warnings.catch_warnings():
+        # Ray 2.60 takes max_restarts/max_task_retries only through the deprecated
+        # **ray_remote_args (named parameters for them do not exist yet; pyproject pins < 2.64).
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated", category=Warning)
+        return ds.map_batches(
+            _MineActor,
+            batch_size=per_task,
+            compute=ActorPoolStrategy(size=pool, max_tasks_in_flight_per_actor=1),
+            fn_constructor_kwargs={"config": config, "writer": writer},
+            **remote_args,
+        )
+
+
+# A download is mostly waiting: fetch_concurrency tasks of this size share one CPU.
+FETCH_CPUS = 0.125
+
+
+def _forget_failed_on_ray(out: str, storage_options: Optional[dict]) -> None:
+    """``retry_failed`` for large jobs: each commit record naming failed items is rewritten by a task."""
+    import ray
+
+    records = commit_records(out, storage_options)
+    if not records:
+        return
+    ds = ray.data.from_items([{"record": r} for r in records])
+    for _ in ds.map_batches(_forget_failed_in, fn_kwargs={"out": out, "storage_options": storage_options}).iter_rows():
+        pass
+
+
+def _forget_failed_in(batch: dict, out: str, storage_options: Optional[dict]) -> dict:
+    from dynocc.factory.io.writer import record_stats
+
+    n = 0
+    for rel in batch["record"]:
+        failed = [s for s in record_stats(out, str(rel), storage_options) if s.failures]
+        n += forget_items(out, failed, storage_options)
+    return {"forgotten": [n]}
+
+
+def _committed_result(writer: ShardWriter, stats, row: dict) -> tuple[ItemResult, int]:
+    """An item committed but whose stats row never arrived: counted from its commit record."""
+    failures: list[dict] = []
+    if stats.failures:
+        from dynocc.schemas import read_table
+        import pyarrow as pa
+
+        for r in stats.ranges:
+            if r["file"].startswith("failures/"):
+                url = f"{writer.out_url.rstrip('/')}/{r['file']}"
+                table: pa.Table = read_table(url, writer.storage_options or None, table="failures")
+                failures += table.slice(r["start"], r["rows"]).to_pylist()
+        if not failures:
+            failures = [failure_row(row["input"], "mine", "unknown", "failed (details in the failures table)",
+                                    video_id=row.get("video_id") or None)]
+    extra = stats.extra or {}
+    result = ItemResult(row["key"], row.get("video_id") or None, [], failures,
+                        frames_decoded=int(extra.get("frames_decoded", 0)),
+                        frames_mined=int(extra.get("frames_mined", 0)), pairs=stats.pairs, seconds=stats.seconds)
+    return result, stats.frames
 
 
 def _commit_failures(writer: ShardWriter, result: ItemResult) -> None:
@@ -428,7 +475,8 @@ def _commit_failures(writer: ShardWriter, result: ItemResult) -> None:
     (the item stays uncommitted, so the next run mines it again)."""
     try:
         writer.write_item(result.item_key, [], result.failures, result.seconds,
-                          extra_stats=item_extra_stats(result))
+                          extra_stats={"frames_decoded": result.frames_decoded, "frames_mined": result.frames_mined,
+                                       "video_id": result.video_id})
     except Exception as e:
         print(f"dynocc: could not commit the failure row of {result.item_key}: {type(e).__name__}: {e}",
               file=sys.stderr, flush=True)

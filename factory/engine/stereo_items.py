@@ -23,12 +23,14 @@ from dynocc.factory.core.miner import MinedFrame, frame_seed
 from dynocc.factory.core.sky import make_sky_detector
 from dynocc.factory.io.sources import WorkItem
 from dynocc.factory.core.stereo import StereoPairError, stereo_depth
-from dynocc.factory.io.stereo_inputs import load_stereo_pair, resolve_stereo_inputs
+from dynocc.factory.io.stereo_inputs import STEREO_MEDIA, load_stereo_pair, resolve_stereo_inputs
 from dynocc.factory.io.weights import flow_backend
 from dynocc.factory.core.stereo_pairs import sample_stereo_pairs
 
 
 class StereoItemMiner:
+    media = STEREO_MEDIA  # the input walker's stereo hooks
+
     def __init__(self, config: StereoJobConfig):
         self.config = config
         self.flow = flow_backend(config.stereo.flow, config.source)  # loaded once per actor
@@ -38,8 +40,12 @@ class StereoItemMiner:
     def resolve(inputs: list[str], source: Optional[SourceOptions] = None):
         return resolve_stereo_inputs(inputs, source)
 
-    def mine(self, item: WorkItem, on_frame: Optional[Callable[[MinedFrame], None]] = None) -> ItemResult:
-        """Load, compute depth, sample pairs; a bad or unusable pair becomes a failure row."""
+    def mine(self, item: WorkItem, on_frame: Optional[Callable[[MinedFrame], None]] = None,
+             on_row: Optional[Callable[[dict], None]] = None, prefetched=None) -> ItemResult:
+        """Load, compute depth, sample pairs; a bad or unusable pair becomes a failure row.
+
+        ``on_row`` / ``prefetched``: as :meth:`~.video_items.VideoItemMiner.mine` (stereo photos are
+        loaded here, not by the fetch stage: ``prefetched`` is always None)."""
         cfg = self.config
         start = time.perf_counter()
         result = ItemResult(item.input, item.video_id, [], [])
@@ -60,7 +66,7 @@ class StereoItemMiner:
                 pairs = sample_stereo_pairs(depth.result.disparity, depth.valid, depth.sky, rng=rng, config=cfg.stereo,
                                             uncertainty=depth.result.uncertainty)
                 h, w = left.shape[:2]
-                result.frame_rows.append(frame_row(
+                (on_row or result.frame_rows.append)(frame_row(
                     cfg.dataset, item.video_id, 0, encode_jpeg(left, cfg.jpeg_quality), w, h,
                     pairs.ya, pairs.xa, pairs.yb, pairs.xb, pairs.ordinal, depth_png=depth.png,
                     **({} if pairs.confidence is None else {CONFIDENCE_COLUMN: pairs.confidence}),

@@ -16,7 +16,7 @@ from dynocc.factory.core.miner import DynOccMiner, MinedFrame
 from dynocc.factory.engine.items import ItemResult
 from dynocc.factory.io.codecs import encode_jpeg
 from dynocc.factory.io.decode import InputError, decode_frames
-from dynocc.factory.io.remote import fetch
+from dynocc.factory.io.remote import Prefetched, fetch
 from dynocc.factory.io.sources import WorkItem, resolve_inputs
 from dynocc.factory.io.weights import flow_backend
 from dynocc.schemas import failure_row, frame_row
@@ -39,8 +39,14 @@ def mine_item(
     item: WorkItem,
     on_frame: Optional[Callable[[MinedFrame], None]] = None,
     keep_empty_frames: bool = False,
+    on_row: Optional[Callable[[dict], None]] = None,
+    prefetched: Optional[Prefetched] = None,
 ) -> ItemResult:
-    """Decode and mine one item; a bad input becomes a failure row, never an exception."""
+    """Decode and mine one item; a bad input becomes a failure row, never an exception.
+
+    ``on_row``: where frame rows go as they are made (the writer: memory stays flat however long
+    the video); without it they are kept in ``result.frame_rows``. ``prefetched``: the item as the
+    fetch stage downloaded it (:func:`~dynocc.factory.io.remote.download`)."""
     start = time.perf_counter()
     result = ItemResult(item.input, item.video_id, [], [])
     config = miner.config
@@ -53,7 +59,7 @@ def mine_item(
             yield f
 
     try:
-        with fetch(item, config.source) as local:  # downloads remote inputs to a temp dir, removed after
+        with fetch(item, config.source, prefetched) as local:  # remote inputs: a temp dir, removed after
             video_id = result.video_id = local.video_id or item.video_id
             frames = decode_frames(os.fspath(local), config.decode, min_frames=2 * config.boundary.baseline + 1)
             for mined in miner.mine_video(counted(frames), video_id):
@@ -61,7 +67,8 @@ def mine_item(
                 if on_frame is not None:
                     on_frame(mined)
                 if len(mined.pairs) or keep_empty_frames:
-                    result.frame_rows.append(mined_frame_row(mined, video_id, config))
+                    row = mined_frame_row(mined, video_id, config)
+                    on_row(row) if on_row is not None else result.frame_rows.append(row)
                     result.pairs += len(mined.pairs)
     except InputError as e:
         result.failures.append(failure_row(item.input, e.stage, e.error_type, e.message,
@@ -81,6 +88,8 @@ class VideoItemMiner:
     An :class:`~.items.ItemMiner`, like the stereo branch's :class:`~.stereo_items.StereoItemMiner`.
     """
 
+    media = None  # the input walker's default hooks (videos, frame folders)
+
     def __init__(self, config: MinerConfig):
         self.config = config
         self.miner = DynOccMiner(config, flow_backend(config.flow, config.source))  # weights read once per actor
@@ -89,5 +98,6 @@ class VideoItemMiner:
     def resolve(inputs: list[str], source: Optional[SourceOptions] = None):
         return resolve_inputs(inputs, source)
 
-    def mine(self, item: WorkItem, on_frame: Optional[Callable[[MinedFrame], None]] = None) -> ItemResult:
-        return mine_item(self.miner, item, on_frame=on_frame)
+    def mine(self, item: WorkItem, on_frame: Optional[Callable[[MinedFrame], None]] = None,
+             on_row: Optional[Callable[[dict], None]] = None, prefetched: Optional[Prefetched] = None) -> ItemResult:
+        return mine_item(self.miner, item, on_frame=on_frame, on_row=on_row, prefetched=prefetched)

@@ -564,19 +564,77 @@ _FETCHERS: dict[str, Callable[[Any, SourceOptions, str], Fetched]] = {
 }
 
 
+@dataclass(frozen=True)
+class Prefetched:
+    """A remote item the fetch stage downloaded, as bytes: it travels to the mining actor through
+    Ray's object store (so no node needs another's disk), which stages it on its own local disk
+    for the decoder and deletes it once mined (:func:`fetch` with ``prefetched``).
+
+    ``files``: ``(relative name, bytes)``, one for a video, one per image for a frame folder."""
+
+    kind: str  # 'video' or 'frames', as Fetched.kind
+    video_id: str
+    attempts: int
+    source: str
+    info: dict
+    files: tuple[tuple[str, bytes], ...]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(b) for _, b in self.files)
+
+
+def download(item, options: "SourceOptions | dict | None" = None) -> Prefetched:
+    """Download a remote item into memory (via a temp dir, removed before returning).
+
+    Raises :class:`~dynocc.factory.io.decode.InputError` as :func:`fetch` does."""
+    with fetch(item, options) as got:
+        if got.kind == "frames":
+            names = sorted(os.listdir(got.path))
+            files = tuple((n, open(os.path.join(got.path, n), "rb").read()) for n in names
+                          if os.path.isfile(os.path.join(got.path, n)))
+        else:
+            with open(got.path, "rb") as f:
+                files = ((os.path.basename(got.path), f.read()),)
+        return Prefetched(got.kind, got.video_id, got.attempts, got.source, dict(got.info), files)
+
+
 @contextmanager
-def fetch(item, options: "SourceOptions | dict | None" = None) -> Iterator[Fetched]:
+def _staged(pre: Prefetched, options: SourceOptions) -> Iterator[Fetched]:
+    if options.temp_dir:
+        os.makedirs(options.temp_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="dynocc-staged-", dir=options.temp_dir)
+    try:
+        folder = os.path.join(tmp, "frames")
+        os.makedirs(folder)
+        for name, data in pre.files:
+            with open(os.path.join(folder, name), "wb") as f:
+                f.write(data)
+        path = folder if pre.kind == "frames" else os.path.join(folder, pre.files[0][0])
+        yield Fetched(path, pre.video_id, pre.kind, pre.attempts, pre.source, dict(pre.info))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def fetch(item, options: "SourceOptions | dict | None" = None,
+          prefetched: Optional[Prefetched] = None) -> Iterator[Fetched]:
     """Make ``item`` (a :class:`~dynocc.factory.io.sources.WorkItem`) available on local disk.
 
     Local items (``video``, ``frames``) are yielded as they are. Remote ones are downloaded
     into a fresh temp dir (under ``options.temp_dir``), which is removed when the ``with``
     block ends, whatever happens in it. Download problems raise
     :class:`~dynocc.factory.io.decode.InputError` (``stage='download'``, ``attempts`` set) on
-    entering the block; see the module docstring for the error types.
+    entering the block; see the module docstring for the error types. ``prefetched``: the item
+    as :func:`download` got it (the Ray engine's fetch stage), written to a temp dir instead.
     """
     options = SourceOptions.coerce(options)
     if item.kind in ("video", "frames"):
         yield Fetched(item.input, item.video_id, item.kind, 1, item.input, {})
+        return
+    if prefetched is not None:  # downloaded by the fetch stage: staged on this node's disk
+        with _staged(prefetched, options) as staged:
+            yield staged
         return
     fetcher = _FETCHERS.get(item.kind)
     if fetcher is None:

@@ -584,9 +584,39 @@ def _unique_ids(items: list[WorkItem]) -> list[WorkItem]:
         if len(group) == 1:
             out.append(group[0])
         else:
-            out += [replace(it, video_id=f"{vid}-{hashlib.sha1(it.input.encode()).hexdigest()[:8]}")
-                    for it in group]
+            out += [replace(it, video_id=unique_id(vid, it.input)) for it in group]
     return out
+
+
+def dedup_key(item: WorkItem, media: Optional[Media] = None) -> str:
+    """Items with equal keys are one item (:class:`Media`'s ``dedup_key``; videos: the real path,
+    or the URL as written)."""
+    key = _dedup_key if media is None or media.dedup_key is None else media.dedup_key
+    return key(item)
+
+
+def expand_entry(entry: str, base: Optional[str] = None, options: "SourceOptions | dict | None" = None,
+                 media: Optional[Media] = None) -> Resolved:
+    """Resolve one input string (``base``: the list file it came from, or None), before
+    de-duplication: what a resolve task of the Ray engine runs per entry."""
+    return _expand(str(entry).strip(), base or None, set(), SourceOptions.coerce(options), media)
+
+
+def finish_resolution(items: list[WorkItem], failures: list[dict], media: Optional[Media] = None) -> Resolved:
+    """De-duplicate (the smallest input wins among aliases), give ids shared by different items a
+    ``-<sha1(input)[:8]>`` suffix, and order items by ``(video_id, input)`` and failures by
+    ``(input, error_type)``, one failure per pair."""
+    unique: dict[str, WorkItem] = {}
+    for item in sorted(items, key=lambda it: it.input):  # the smallest path wins for aliases
+        unique.setdefault(dedup_key(item, media), item)
+    items = sorted(_unique_ids(list(unique.values())), key=lambda it: (it.video_id, it.input))
+    uniq_failures = {(f["input"], f["error_type"]): f for f in failures}
+    return items, [uniq_failures[k] for k in sorted(uniq_failures)]
+
+
+def unique_id(video_id: str, input: str) -> str:
+    """The id an item gets when another item has the same ``video_id``."""
+    return f"{video_id}-{hashlib.sha1(input.encode()).hexdigest()[:8]}"
 
 
 def walk_inputs(inputs: list[str], options: "SourceOptions | dict | None" = None,
@@ -602,13 +632,7 @@ def walk_inputs(inputs: list[str], options: "SourceOptions | dict | None" = None
         i, f = _expand(str(entry).strip(), None, seen_lists, options, media)
         items += i
         failures += f
-    key = _dedup_key if media is None or media.dedup_key is None else media.dedup_key
-    unique: dict[str, WorkItem] = {}
-    for item in sorted(items, key=lambda it: it.input):  # the smallest path wins for aliases
-        unique.setdefault(key(item), item)
-    items = sorted(_unique_ids(list(unique.values())), key=lambda it: (it.video_id, it.input))
-    uniq_failures = {(f["input"], f["error_type"]): f for f in failures}
-    return items, [uniq_failures[k] for k in sorted(uniq_failures)]
+    return finish_resolution(items, failures, media)
 
 
 def resolve_inputs(inputs: list[str], options: "SourceOptions | dict | None" = None

@@ -10,10 +10,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
-from typing import Optional, Sequence
+from typing import BinaryIO, Iterator, Optional, Sequence
 
 import fsspec
 from fsspec.core import url_to_fs
@@ -79,6 +80,10 @@ def put_url(url: str | os.PathLike, data: bytes, storage_options: Optional[dict]
     StorageRoot(folder or "/", storage_options).put(name, data)
 
 
+def _glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[\]])", r"[\1]", name)
+
+
 def _protocol(fs) -> str:
     p = fs.protocol
     return p[0] if isinstance(p, (tuple, list)) else p
@@ -128,6 +133,43 @@ class StorageRoot:
                 self.fs.rm(tmp)
             raise
 
+    @contextlib.contextmanager
+    def open_atomic(self, rel: str) -> Iterator[BinaryIO]:
+        """A file to stream into that appears whole at ``rel`` when the block ends, or not at all
+        if it raises: object stores upload it in parts (multipart) and publish it on close, so a
+        shard of any size needs only one part in memory; elsewhere it is a hidden temp file beside
+        the target, renamed over it."""
+        path = self.path(rel)
+        parent = path.rsplit("/", 1)[0]
+        if _protocol(self.fs) in _ATOMIC_PUT_PROTOCOLS:
+            f = self.fs.open(path, "wb")
+            try:
+                yield f
+            except BaseException:
+                discard = getattr(f, "discard", None)  # s3fs/gcsfs: abort the multipart upload
+                if discard is not None:
+                    discard()
+                raise
+            f.close()
+            return
+        self.fs.makedirs(parent, exist_ok=True)
+        tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.tmp-{uuid.uuid4().hex[:12]}"
+        try:
+            with self.fs.open(tmp, "wb") as f:
+                yield f
+            self.fs.mv(tmp, path)
+        except BaseException:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
+            raise
+
+    def rm(self, rels: Sequence[str]) -> None:
+        """Delete ``rels`` (missing ones ignored)."""
+        for rel in rels:
+            path = self.path(rel)
+            if self.fs.exists(path):
+                self.fs.rm(path)
+
     def exists(self, rel: str) -> bool:
         path = self.path(rel)
         self.fs.invalidate_cache(path.rsplit("/", 1)[0])
@@ -139,6 +181,22 @@ class StorageRoot:
         prefix = self.root.rstrip("/") + "/"
         found = self.fs.glob(self.path(rel_pattern))
         return sorted(p[len(prefix):] for p in found if p.startswith(prefix))
+
+    def list_prefix(self, folder: str, name_prefix: str) -> list[str]:
+        """Relative paths of the files in ``folder`` whose names start with ``name_prefix``, sorted.
+        On S3 this is one prefix listing (not a listing of the whole folder)."""
+        base = self.path(folder).rstrip("/")
+        self.fs.invalidate_cache(base)
+        prefix = self.root.rstrip("/") + "/"
+        if _protocol(self.fs) in ("s3", "s3a"):
+            try:
+                found = self.fs.find(base, prefix=name_prefix)
+            except FileNotFoundError:
+                found = []
+        else:
+            found = self.fs.glob(f"{base}/{_glob_escape(name_prefix)}*")
+        return sorted(p[len(prefix):] for p in found
+                      if p.startswith(prefix) and p.rsplit("/", 1)[-1].startswith(name_prefix))
 
     def cat(self, rels: Sequence[str]) -> dict[str, bytes]:
         if not rels:
