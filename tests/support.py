@@ -99,6 +99,55 @@ def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: fl
 # --------------------------------------------------------------------------- job specs and `dynocc submit`
 
 
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process (from /proc)."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat", "rb") as f:
+                    out[int(d)] = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
+def _title(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def busy_mining_workers(root_pid: int) -> list[int]:
+    """Ray workers under process ``root_pid`` (the driver that started Ray, or a ``ray start``) that
+    are running a mining task right now: Ray titles them ``ray::MapWorker(MapBatches(_MineActor)).submit``."""
+    parents = _parents()
+
+    def under(pid: int) -> bool:
+        seen = set()
+        while pid in parents and pid not in seen:
+            if pid == root_pid:
+                return True
+            seen.add(pid)
+            pid = parents[pid]
+        return False
+
+    return [pid for pid in parents if under(pid) and "_MineActor)).submit" in _title(pid)]
+
+
+def kill_a_busy_mining_worker(root_pid: int, timeout: float = 120, alive=None) -> int:
+    """SIGKILL one Ray worker under ``root_pid`` as soon as one is mining (a real crash: no
+    handler runs); returns its pid."""
+    import signal
+
+    pids = wait_for(lambda: busy_mining_workers(root_pid), timeout=timeout, what="a busy mining worker",
+                    interval=0.02, alive=alive)
+    os.kill(pids[0], signal.SIGKILL)
+    return pids[0]
+
+
 def write_spec(path: Path, **tree) -> Path:
     path.write_text(yaml.safe_dump(tree, sort_keys=False))
     return path
@@ -189,21 +238,21 @@ def small_video_rows(video: str, n_frames: int, n_pairs: int, seed: int, dataset
 
 
 def write_small_root(out: str, storage_options=None) -> dict:
-    """Two committed videos, one committed failure, and one uncommitted item (no stats marker);
+    """Two committed videos, one committed failure, and one uncommitted item (no commit record);
     returns the committed rows by video id."""
     from dynocc.factory.io.writer import ShardWriter
     from dynocc.schemas import failure_row
 
-    w = ShardWriter(out, rows_per_shard=3, storage_options=storage_options)
+    w = ShardWriter(out, storage_options=storage_options)
     a, b = small_video_rows("alpha", 4, 5, 1), small_video_rows("beta", 2, 7, 2)
     w.write_item("alpha.mp4", a, [], 1.0)
     w.write_item("beta.mp4", b, [], 1.0)
     fail = failure_row("broken.mp4", "decode", "not_a_video", "no video stream", video_id="broken",
                        timestamp="2024-01-02T03:04:05Z")
     w.write_item("broken.mp4", [], [fail], 0.1)
-    # An item whose commit marker never got written: its rows must not be seen.
-    w.write_item("ghost.mp4", small_video_rows("ghost", 2, 3, 3), [], 1.0)
-    w._r.fs.rm(w._r.path(w.stats_path("ghost.mp4")))
+    # An item whose commit record never got written: its rows must not be seen.
+    ghost = w.write_item("ghost.mp4", small_video_rows("ghost", 2, 3, 3), [], 1.0)
+    w._r.fs.rm(w._r.path(ghost.commit))
     return {"alpha": a, "beta": b}
 
 

@@ -138,13 +138,14 @@ def _failed_input(row: dict) -> ItemResult:
 
 
 def mine_task(miner, writer: ShardWriter, rows: list[dict],
-              on_frame: Optional[Callable[[str, MinedFrame], None]] = None) -> Iterator[dict]:
+              on_frame: Optional[Callable[[str, MinedFrame], None]] = None, node: str = "") -> Iterator[dict]:
     """Mine and commit the work rows of one task; yield one :func:`stats_row` per committed item.
 
     Items an earlier attempt of this very task committed (a retry after a crash) are skipped.
     Frame rows stream into the writer as the miner makes them (memory stays bounded, whatever the
     video's length). If the storage fails, the items since the last commit are recorded as
     ``stage='write'`` failures (committed if the storage lets us; else reported uncommitted).
+    ``node``: where it runs (the Ray node id), recorded in the commit records.
     """
     task = writer.task(task_key(r["key"] for r in rows))
     results: dict[str, ItemResult] = {}
@@ -168,7 +169,7 @@ def mine_task(miner, writer: ShardWriter, rows: list[dict],
                                     prefetched=pickle.loads(prefetched) if prefetched else None)
             result.item_key = row["key"]
             results[row["key"]] = result
-            done = task.end_item(result.failures, result.seconds, item_extra_stats(result))
+            done = task.end_item(result.failures, result.seconds, {**item_extra_stats(result), "node": node})
         except Exception as e:  # the storage (or a schema check) failed while writing
             task.abort_item()
             yield from _write_failed(writer, rows, results, row, e)

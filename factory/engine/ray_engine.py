@@ -121,11 +121,14 @@ class _MineActor:
     mining task per call and yields one stats row per committed item."""
 
     def __init__(self, config: MinerConfig, writer: ShardWriter):
+        import ray
+
         self.miner = item_miner_for(config)
         self.writer = writer
+        self.node = ray.get_runtime_context().get_node_id()  # recorded in the commit records
 
     def __call__(self, batch: dict) -> Iterator[dict]:
-        for row in mine_task(self.miner, self.writer, _rows_of(batch)):
+        for row in mine_task(self.miner, self.writer, _rows_of(batch), node=self.node):
             yield {k: [v] for k, v in row.items()}
 
 

@@ -135,7 +135,7 @@ COMMIT_SCHEMA = pa.schema([
     ("files", pa.list_(pa.string())),
     ("ranges", pa.list_(pa.struct([("file", pa.string()), ("start", pa.int64()), ("rows", pa.int64())]))),
     ("extra", pa.string()),  # JSON
-    ("node", pa.string()),  # host name of the worker that wrote it
+    ("node", pa.string()),  # where it was mined: the Ray node id (the host name outside Ray)
     ("schema_version", pa.string()),
 ])
 
@@ -306,8 +306,8 @@ class TaskWriter:
         item.seconds, item.extra = float(seconds), dict(extra or {})
         self._pending.append(item)
         self._item = None
-        if self._file is not None and self._file.bytes >= self.shard_bytes:
-            return self.commit()
+        if self._files and (self._file is None or self._file.bytes >= self.shard_bytes):
+            return self.commit()  # the last shard is full (or was closed full inside this item)
         return []
 
     def abort_item(self) -> None:
@@ -336,6 +336,10 @@ class TaskWriter:
                 self._close_file()
             else:
                 table = conformed
+        for start in range(0, table.num_rows, self.rows_per_group):
+            self._write_group(item, table.slice(start, self.rows_per_group))
+
+    def _write_group(self, item: _Pending, table: pa.Table) -> None:
         if self._file is None:
             rel = f"{FRAMES_DIR}/{self.key}-{self.seq:05d}-{len(self._files):04d}.parquet"
             self._file = _ShardFile(self.root, rel, table.schema)
@@ -465,8 +469,7 @@ class ShardWriter:
             return next(s for s in _commit_stats(self._r, task.earlier) if s.item_key == item_key)
         task.begin_item(item_key, video_id)
         task.add_rows(frames)
-        task.end_item(fails, seconds, extra_stats)
-        return task.close()[0]
+        return (task.end_item(fails, seconds, extra_stats) + task.close())[0]
 
     def finalize(self, summary: dict | None = None) -> dict:
         """Write ``_SUCCESS`` (JSON totals over all committed items plus ``summary``) last; return it.

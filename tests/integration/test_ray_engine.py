@@ -15,10 +15,10 @@ import pytest
 from dynocc.factory.config import MinerConfig
 from dynocc.factory.io.decode import write_video
 from dynocc.factory.engine.job import MineUsageError, run_mine_job
-from dynocc.factory.engine.ray_engine import CRASH_ENV, default_actors, run_mine_job_ray
+from dynocc.factory.engine.ray_engine import default_actors, run_mine_job_ray
 from dynocc.factory.testing.synthetic import make_scene
 from dynocc.factory.io.writer import ShardWriter, committed_items, read_failures, read_frames
-from support import run_cli
+from support import kill_a_busy_mining_worker, run_cli, start_cli
 
 CONFIG = MinerConfig()
 VIDEO_IDS = ("v0", "v1", "v2")
@@ -97,27 +97,44 @@ def test_resume_mines_only_the_uncommitted_item(videos, ray_local, tmp_path):
     assert (third.videos_ok, third.videos_skipped) == (0, 3) and third.exit_code == 0
 
 
+@pytest.fixture(scope="module")
+def slow_videos(synthetic_videos) -> Path:
+    """Three videos that take about a second each to mine: a kill while one is mined lands mid-item."""
+    paths = synthetic_videos([f"{vid}.mp4" for vid in VIDEO_IDS], height=160, width=224, n_frames=40)
+    return paths[0].parent
+
+
 @pytest.mark.slow
-def test_a_crashing_worker_becomes_worker_lost_and_retry_failed_mines_it_again(videos, ray_local, tmp_path,
-                                                                               monkeypatch):
+def test_a_killed_worker_becomes_worker_lost_and_retry_failed_mines_it_again(slow_videos, ray_local, tmp_path):
+    import threading
+
     out = tmp_path / "out"
-    monkeypatch.setenv(CRASH_ENV, "v1")
-    crashed = _mine_ray([videos["dir"]], out, max_task_retries=1)
+    got: dict = {}
+    job = threading.Thread(target=lambda: got.update(summary=_mine_ray(
+        [slow_videos], out, actors=1, items_per_task=1, max_retries=0)))
+    job.start()
+    try:
+        kill_a_busy_mining_worker(os.getpid(), timeout=120)  # a real crash (SIGKILL), no hook in the product
+    finally:
+        job.join(300)
+    crashed = got["summary"]
     assert crashed.exit_code == 1
     assert (crashed.videos_ok, crashed.videos_failed) == (2, 1)
     failures = read_failures(str(out)).to_pylist()
-    assert [(f["video_id"], f["error_type"], f["attempts"]) for f in failures] == [("v1", "worker_lost", 2)]
-    assert set(read_frames(str(out))["video_id"].to_pylist()) == {"v0", "v2"}
+    assert [(f["error_type"], f["attempts"]) for f in failures] == [("worker_lost", 1)]
+    lost = failures[0]["video_id"]
+    assert set(read_frames(str(out))["video_id"].to_pylist()) == set(VIDEO_IDS) - {lost}
 
-    monkeypatch.delenv(CRASH_ENV)
-    rerun = _mine_ray([videos["dir"]], out)  # a plain rerun keeps the failure: it is committed
+    rerun = _mine_ray([slow_videos], out)  # a plain rerun keeps the failure: it is committed
     assert (rerun.videos_ok, rerun.videos_skipped) == (0, 3)
-    retried = _mine_ray([videos["dir"]], out, retry_failed=True)
+    retried = _mine_ray([slow_videos], out, retry_failed=True)
     assert (retried.videos_ok, retried.videos_skipped, retried.videos_failed) == (1, 2, 0)
     assert read_failures(str(out)).num_rows == 0
     table = read_frames(str(out))
     assert set(table["video_id"].to_pylist()) == set(VIDEO_IDS)
     assert len(set(_keys(table))) == table.num_rows
+    local = run_mine_job([str(slow_videos)], str(tmp_path / "local"), CONFIG)
+    assert _sorted(table).equals(_sorted(read_frames(str(tmp_path / "local")))) and local.videos_ok == 3
 
 
 def test_retry_failed_with_the_local_engine_too(videos, tmp_path):
@@ -155,17 +172,21 @@ def test_default_pool_size():
 
 
 @pytest.mark.slow
-def test_cli_ray_engine_crash_summary_and_exit_codes(videos, tmp_path):
+def test_cli_ray_engine_crash_summary_and_exit_codes(slow_videos, videos, tmp_path):
     out = tmp_path / "out"
-    r = run_cli("mine", videos["dir"], videos["corrupt"], "--out", out, "--quiet", "--actors", "1",
-                "--max-retries", "0", env={CRASH_ENV: "v2"})
-    assert r.returncode == 1, r.stderr
-    assert "videos ok: 2  failed: 2  already done: 0" in r.stdout
-    assert r.stdout.splitlines()[0].startswith("videos ok:")  # Ray prints nothing on stdout
-    assert "Traceback" not in r.stderr
-    failed = sorted(line for line in r.stderr.splitlines() if line.startswith("failed:"))
-    assert len(failed) == 2 and "worker_lost" in failed[1] and "not_a_video" in failed[0], r.stderr
-    local = run_cli("mine", videos["dir"], "--out", out, "--quiet", "--engine", "local", "--retry-failed")
+    driver = start_cli("mine", slow_videos, videos["corrupt"], "--out", out, "--quiet", "--actors", "1",
+                       "--items-per-task", "1", "--max-retries", "0")
+    try:
+        kill_a_busy_mining_worker(driver.pid, timeout=120, alive=driver)
+    finally:
+        stdout, stderr = driver.communicate(timeout=300)
+    assert driver.returncode == 1, stderr
+    assert "videos ok: 2  failed: 2  already done: 0" in stdout
+    assert stdout.splitlines()[0].startswith("videos ok:")  # Ray prints nothing on stdout
+    assert "Traceback" not in stderr
+    failed = sorted(line for line in stderr.splitlines() if line.startswith("failed:"))
+    assert len(failed) == 2 and "worker_lost" in failed[1] and "not_a_video" in failed[0], stderr
+    local = run_cli("mine", slow_videos, "--out", out, "--quiet", "--engine", "local", "--retry-failed")
     assert local.returncode == 0, local.stderr
     assert "videos ok: 1  failed: 0  already done: 2" in local.stdout
 

@@ -112,24 +112,24 @@ def test_inputs_and_out_must_come_from_somewhere(tmp_path, capsys):
 
 def test_spec_values_are_defaults_and_flags_override_them(tmp_path):
     spec = write_spec(tmp_path / "s.yaml", command="mine", inputs=["a.mp4", "b/"], out="s3://b/out", engine="ray",
-                      actors=4, cpus_per_actor=2, gpus_per_actor=0.5, address="ray://head:10001", rows_per_shard=64,
+                      actors=4, cpus_per_actor=2, gpus_per_actor=0.5, address="ray://head:10001", shard_size=64,
                       max_retries=5, retry_failed=True, storage_options={"anon": True},
                       miner={"dataset": "from-spec", "seed": 7, "decode": {"max_frames": 8, "frame_step": 3},
                              "vote": {"delta": 0.4}})
     a = parsed("mine", "--job", spec)
     assert (a.inputs, a.out, a.engine, a.actors, a.cpus_per_actor, a.gpus_per_actor, a.address) == \
            (["a.mp4", "b/"], "s3://b/out", "ray", 4, 2, 0.5, "ray://head:10001")
-    assert (a.rows_per_shard, a.max_retries, a.retry_failed, a.storage_options) == (64, 5, True, {"anon": True})
+    assert (a.shard_size, a.max_retries, a.retry_failed, a.storage_options) == (64, 5, True, {"anon": True})
     c = cli._miner_config(a)
     assert (c.dataset, c.seed, c.decode.max_frames, c.decode.frame_step, c.vote.delta) == ("from-spec", 7, 8, 3, 0.4)
     assert c.source.storage_options == {"anon": True}
 
     layer = tmp_path / "layer.yaml"
     layer.write_text("decode: {frame_step: 2}\nvote: {segment_length: 20}\n")
-    a = parsed("mine", "x.mp4", "--job", spec, "--out", "elsewhere", "--actors", "2", "--rows-per-shard", "9",
+    a = parsed("mine", "x.mp4", "--job", spec, "--out", "elsewhere", "--actors", "2", "--shard-size", "9",
                "--max-retries", "0", "--storage-options", '{"anon": false}', "--config", layer,
                "--set", "decode.max_frames=6", "--dataset", "flag", "--max-long-side", "320")
-    assert (a.inputs, a.out, a.actors, a.cpus_per_actor, a.rows_per_shard, a.max_retries) == \
+    assert (a.inputs, a.out, a.actors, a.cpus_per_actor, a.shard_size, a.max_retries) == \
            (["x.mp4"], "elsewhere", 2, 2, 9, 0)
     assert a.storage_options == {"anon": False}
     c = cli._miner_config(a)
@@ -145,7 +145,7 @@ def test_spec_values_are_defaults_and_flags_override_them(tmp_path):
 
 def test_without_a_spec_the_defaults_are_unchanged():
     a = parsed("mine", "v.mp4", "--out", "o")
-    assert (a.engine, a.rows_per_shard, a.max_retries, a.retry_failed, a.storage_options) == ("ray", 512, 2, False, None)
+    assert (a.engine, a.shard_size, a.max_retries, a.retry_failed, a.storage_options) == ("ray", 256, 2, False, None)
     assert cli._miner_config(a).model_dump() == cli._miner_config(
         cli.build_parser().parse_args(["mine", "v.mp4", "--out", "o"])).model_dump()
 

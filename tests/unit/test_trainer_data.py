@@ -104,7 +104,7 @@ def test_stereo_rows_get_pairs_sampled_online_with_the_sigma_rule():
 def test_plan_items_repeats_files_by_weight(tmp_path):
     rng = np.random.default_rng(3)
     for name, k in (("a", 3), ("b", 2)):
-        w = ShardWriter(str(tmp_path / name), rows_per_shard=1)
+        w = ShardWriter(str(tmp_path / name), shard_size_mb=1e-6, rows_per_group=1)  # a shard per row
         w.write_item(name, [ramp_row(5, rng) for _ in range(k)], [], 0.0)
     cfg = DataConfig(sources=[DataSource(url=str(tmp_path / "a"), weight=2.5),
                               DataSource(url=str(tmp_path / "b"), keep_rate=1.0)])
