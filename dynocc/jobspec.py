@@ -178,10 +178,12 @@ def apply_job_spec(args) -> Optional[JobSpec]:
             for key in RAY_ONLY_SETTINGS:
                 if getattr(args, key) is None:
                     setattr(args, key, getattr(spec, key))
-        for key in ("shard_size", "items_per_task", "fetch_concurrency", "max_retries"):
-            if getattr(args, key) is None:
+        for key in SPEC_ENGINE_SETTINGS:  # the other engine settings: flags win over the spec
+            if key not in RAY_ONLY_SETTINGS and key not in ("engine", "retry_failed", "dry_run") \
+                    and getattr(args, key, None) is None:
                 setattr(args, key, getattr(spec, key))
         args.retry_failed = bool(args.retry_failed or spec.retry_failed)
+        args.dry_run = bool(getattr(args, "dry_run", False) or spec.dry_run)
         if args.storage_options is None and spec.storage_options:
             args.storage_options = dict(spec.storage_options)
         # miner settings: spec < --config file < --set < flags (load_config lays them in that order)

@@ -31,12 +31,13 @@ from dynocc.factory.config import EngineConfig, MinerConfig, SourceOptions
 from dynocc.factory.core.miner import MinedFrame
 from dynocc.factory.engine.items import ItemResult
 from dynocc.factory.engine.miners import item_miner_for, resolver_for
+from dynocc.factory.engine.preflight import MineUsageError, check_job
 from dynocc.factory.io.sources import WorkItem, resolve_inputs
 from dynocc.factory.io.writer import ItemStats, ShardWriter, committed_items_among, forget_items, task_key
 from dynocc.schemas import failure_row
 
 __all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "EXIT_NOTHING", "MineUsageError", "JobSummary", "MinePlan",
-           "plan_mine_job", "mine_task", "account", "run_mine_job", "resolve_key", "work_row", "failure_work_row",
+           "plan_mine_job", "plan_keys", "plan_rows", "mine_task", "account", "run_mine_job", "resolve_key", "work_row", "failure_work_row",
            "engine_settings", "stats_row", "result_from_stats_row", "MAX_FAILURES_KEPT"]
 
 # Exit codes of `dynocc mine` (documented in the README).
@@ -46,11 +47,6 @@ EXIT_USAGE = 2  # bad flags or config: nothing was run
 EXIT_NOTHING = 3  # every input failed
 
 MAX_FAILURES_KEPT = 1000  # failure rows the summary keeps for display (all are counted and committed)
-
-
-class MineUsageError(ValueError):
-    """Settings the job cannot run with (e.g. an actor pool larger than the cluster); nothing was
-    mined or written. ``dynocc mine`` prints the message and exits with :data:`EXIT_USAGE`."""
 
 
 @dataclass
@@ -261,15 +257,29 @@ class MinePlan:
     forget: list[ItemStats]  # committed with failures, to un-commit before mining (retry_failed)
 
 
+def plan_keys(rows: list[dict], retry_failed: bool) -> set[str]:
+    """The commit keys :func:`plan_rows` looks up: the rows' own, and under ``retry_failed`` the
+    ``resolve:<input>`` failures of inputs that resolve now (stale: forgotten)."""
+    keys = {r["key"] for r in rows}
+    if retry_failed:
+        keys |= {resolve_key(r) for r in rows if not r["failure"]}
+    return keys
+
+
 def plan_rows(rows: list[dict], committed: Iterable[ItemStats], retry_failed: bool) -> MinePlan:
     """Split resolved work rows into those to mine and those done (one shared rule for both engines'
     driver-side plans). An item is done when a commit record names it; with ``retry_failed``, items
-    committed *with failures* are to be forgotten and mined again."""
+    committed *with failures* are to be forgotten and mined again, and so are the resolve failures
+    of inputs that now resolve. ``committed``: at least the items of :func:`plan_keys`."""
     keys = {r["key"] for r in rows}
+    committed = list(committed)
     done = {s.item_key: s for s in committed if s.item_key in keys}
     forget = [s for s in done.values() if s.failures] if retry_failed else []
     for s in forget:
         del done[s.item_key]
+    if retry_failed:
+        stale = {resolve_key(r) for r in rows if not r["failure"]}
+        forget += [s for s in committed if s.item_key in stale]
     todo = [r for r in rows if r["key"] not in done]
     return MinePlan(todo, len(rows) - len(todo), forget)
 
@@ -279,7 +289,7 @@ def plan_mine_job(inputs: list[str], out: str, storage_options: Optional[dict] =
     """Resolve ``inputs`` in this process and compare with what ``out`` holds (reads only)."""
     items, resolve_failures = resolve(inputs, source)
     rows = [work_row(it) for it in items] + [failure_work_row(f) for f in resolve_failures]
-    return plan_rows(rows, committed_items_among(out, storage_options, {r["key"] for r in rows}), retry_failed)
+    return plan_rows(rows, committed_items_among(out, storage_options, plan_keys(rows, retry_failed)), retry_failed)
 
 
 def chunks(rows: list[dict], size: int) -> Iterator[list[dict]]:
@@ -306,6 +316,7 @@ def run_mine_job(
     frame; ``on_start(items_to_mine, 1)`` once planned.
     """
     eng = engine_settings(engine, settings)
+    check_job(inputs, out, storage_options)
     start = time.perf_counter()
     summary = JobSummary()
     writer = ShardWriter(out, shard_size_mb=eng.shard_size, storage_options=storage_options)

@@ -65,17 +65,19 @@ from dynocc.factory.engine.job import (
     chunks,
     engine_settings,
     mine_task,
+    plan_keys,
     plan_rows,
     result_from_stats_row,
 )
 from dynocc.factory.engine.miners import item_miner_for, media_for
+from dynocc.factory.engine.preflight import check_job
 from dynocc.factory.engine.ray_console import quiet_ray, short_error
 from dynocc.factory.engine import ray_plan
 from dynocc.factory.io.decode import InputError
 from dynocc.factory.io.remote import REMOTE_KINDS, download
 from dynocc.factory.io.sources import WorkItem
 from dynocc.factory.io.storage import is_local
-from dynocc.factory.io.writer import ShardWriter, commit_records, committed_items_among, forget_items
+from dynocc.factory.io.writer import ShardWriter, committed_items_among, forget_items
 from dynocc.schemas import failure_row
 
 __all__ = ["run_mine_job_ray", "default_actors", "DEFAULT_MAX_TASK_RETRIES"]
@@ -282,6 +284,7 @@ def run_mine_job_ray(
     eng = engine_settings(engine, settings)
     if max_restarts is not None and max_restarts < -1:
         raise MineUsageError(f"max_restarts must be -1 (unlimited) or more, got {max_restarts}")
+    check_job(inputs, out, storage_options)
     start = time.perf_counter()
     summary = JobSummary()
     writer = ShardWriter(out, shard_size_mb=eng.shard_size, storage_options=storage_options)
@@ -310,15 +313,15 @@ def _run(inputs, out, config, storage_options, eng: EngineConfig, writer: ShardW
     if small:  # the driver de-duplicates and checks the commit records itself
         rows = ray_plan.finish_in_driver(resolved.take_all(), media)
         del resolved
-        plan = plan_rows(rows, committed_items_among(out, storage_options, {r["key"] for r in rows}),
+        plan = plan_rows(rows, committed_items_among(out, storage_options, plan_keys(rows, eng.retry_failed)),
                          eng.retry_failed)
         summary.videos_skipped, summary.to_mine = plan.skipped, len(plan.rows)
         todo_rows = plan.rows
     else:  # Ray Data aggregations and joins: the plan never enters the driver
-        if eng.retry_failed and not eng.dry_run:
-            _forget_failed_on_ray(out, storage_options)
         deduped = ray_plan.dedup_dataset(resolved, n).materialize()
         del resolved
+        if eng.retry_failed and not eng.dry_run:
+            _forget_failed_on_ray(deduped, out, storage_options, n)
         todo = ray_plan.not_committed(deduped, out, storage_options, n).materialize()
         summary.to_mine = todo.count()
         summary.videos_skipped = deduped.count() - summary.to_mine
@@ -429,26 +432,34 @@ def _pipeline(todo, writer: ShardWriter, config, eng: EngineConfig, pool: int, p
 FETCH_CPUS = 0.125
 
 
-def _forget_failed_on_ray(out: str, storage_options: Optional[dict]) -> None:
-    """``retry_failed`` for large jobs: each commit record naming failed items is rewritten by a task."""
-    import ray
-
-    records = commit_records(out, storage_options)
-    if not records:
+def _forget_failed_on_ray(rows_ds, out: str, storage_options: Optional[dict], n: int) -> None:
+    """``retry_failed`` for large jobs: the items of ``rows_ds`` committed with failures are found
+    by a join against the commit records, and each record naming some of them is rewritten by one
+    task (grouped by record, so no two tasks rewrite the same record)."""
+    failed = ray_plan.failed_keys_dataset(out, storage_options)
+    if failed is None:
         return
-    ds = ray.data.from_items([{"record": r} for r in records])
-    for _ in ds.map_batches(_forget_failed_in, fn_kwargs={"out": out, "storage_options": storage_options}).iter_rows():
+    keys = rows_ds.map_batches(_keys_to_recheck)
+    hits = failed.join(keys, join_type="inner", num_partitions=ray_plan.partitions(n), on=("item_key",))
+    done = hits.groupby("record").map_groups(_forget_in_record, fn_kwargs={"out": out,
+                                                                          "storage_options": storage_options})
+    for _ in done.iter_rows():
         pass
 
 
-def _forget_failed_in(batch: dict, out: str, storage_options: Optional[dict]) -> dict:
+def _keys_to_recheck(batch: dict) -> dict:
+    """:func:`.job.plan_keys` of a batch of work rows (under retry_failed)."""
+    return {"item_key": sorted(plan_keys(_rows_of(batch), retry_failed=True))}
+
+
+def _forget_in_record(group: dict, out: str, storage_options: Optional[dict]) -> dict:
     from dynocc.factory.io.writer import record_stats
 
-    n = 0
-    for rel in batch["record"]:
-        failed = [s for s in record_stats(out, str(rel), storage_options) if s.failures]
-        n += forget_items(out, failed, storage_options)
-    return {"forgotten": [n]}
+    rel = str(group["record"][0])
+    keys = {str(k) for k in group["item_key"]}
+    n = forget_items(out, [s for s in record_stats(out, rel, storage_options) if s.item_key in keys],
+                     storage_options)
+    return {"record": [rel], "forgotten": [n]}
 
 
 def _committed_result(writer: ShardWriter, stats, row: dict) -> tuple[ItemResult, int]:

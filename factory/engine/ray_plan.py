@@ -207,7 +207,7 @@ def _failure_rows(batch: dict) -> dict:
     return {c: [r[c] for r in rows] for c in _WORK_COLUMNS}
 
 
-def _partitions(n: int) -> int:
+def partitions(n: int) -> int:
     return max(4, math.ceil(n / 200_000))
 
 
@@ -215,7 +215,7 @@ def dedup_dataset(resolved, n: int):
     """:func:`~.sources.finish_resolution`'s rules as Ray Data aggregations and joins (see the module doc)."""
     from ray.data.aggregate import Min
 
-    parts = _partitions(n)
+    parts = partitions(n)
     items = resolved.map_batches(_split, fn_kwargs={"failed": False})
     winners = items.map_batches(_pack).groupby("dkey").aggregate(Min("packed")).map_batches(_unpack)
     counts = winners.groupby("base_id").count()
@@ -226,21 +226,46 @@ def dedup_dataset(resolved, n: int):
     return named.union(failures)
 
 
+def _commit_reader(out: str, storage_options: Optional[dict], columns: list[str], **kw):
+    """Ray Data's Parquet reader over the commit records under ``out`` (None if there are none)."""
+    import ray
+
+    records = commit_record_files(out, storage_options)
+    if not records:
+        return None
+    if is_url(out):
+        fs, _ = _pyarrow_fs(out, storage_options)
+        paths = [url_fs(r, options_for(r, storage_options))[1] for r in records]
+    else:
+        fs, paths = None, records
+    return ray.data.read_parquet(paths, filesystem=fs, columns=columns, **kw)
+
+
+def failed_keys_dataset(out: str, storage_options: Optional[dict]):
+    """``(item_key, record)`` of every item committed with failures (``record`` relative to ``out``);
+    None if there are no commit records."""
+    ds = _commit_reader(out, storage_options, ["item_key", "failures"], include_paths=True)
+    if ds is None:
+        return None
+
+    def failed(batch: dict) -> dict:
+        keep = [i for i, f in enumerate(batch["failures"]) if int(f) > 0]
+        return {"item_key": [batch["item_key"][i] for i in keep],
+                "record": ["commits/" + str(batch["path"][i]).rsplit("/", 1)[-1] for i in keep]}
+
+    return ds.map_batches(failed)
+
+
 def committed_keys_dataset(out: str, storage_options: Optional[dict]):
     """The item keys of every commit record under ``out`` (None if there are none)."""
     import ray
 
     from dynocc.factory.io.storage import StorageRoot
 
-    records = commit_record_files(out, storage_options)
     parts = []
-    if records:
-        if is_url(out):
-            fs, _ = _pyarrow_fs(out, storage_options)
-            paths = [url_fs(r, options_for(r, storage_options))[1] for r in records]
-        else:
-            fs, paths = None, records
-        parts.append(ray.data.read_parquet(paths, filesystem=fs, columns=["item_key"]))
+    reader = _commit_reader(out, storage_options, ["item_key"])
+    if reader is not None:
+        parts.append(reader)
     root = StorageRoot(out, storage_options)
     legacy = root.glob(f"{LEGACY_STATS_DIR}/*.json")
     if legacy:  # an output of an earlier version: one marker per item (never more than ~50K)
@@ -257,4 +282,4 @@ def not_committed(rows_ds, out: str, storage_options: Optional[dict], n: int):
     if keys is None:
         return rows_ds
     keys = keys.map_batches(lambda b: {"key": list(b["item_key"])})
-    return rows_ds.join(keys, join_type="left_anti", num_partitions=_partitions(n), on=("key",))
+    return rows_ds.join(keys, join_type="left_anti", num_partitions=partitions(n), on=("key",))

@@ -79,22 +79,56 @@ def test_bad_inputs_become_failure_rows(videos, ray_local, tmp_path):
 
 def test_resume_mines_only_the_uncommitted_item(videos, ray_local, tmp_path):
     out = tmp_path / "out"
-    first = _mine_ray([videos["dir"]], out)
+    first = _mine_ray([videos["dir"]], out, items_per_task=1)  # one commit record per video
     assert first.videos_ok == 3
     rows = _sorted(read_frames(str(out)))
-    writer = ShardWriter(str(out))
-    markers = {vid: out / writer.stats_path(str(videos[vid])) for vid in VIDEO_IDS}
-    before = {vid: p.stat().st_mtime_ns for vid, p in markers.items()}
-    markers["v1"].unlink()
+    records = {s.extra["video_id"]: out / s.commit for s in committed_items(str(out))}
+    before = {vid: p.stat().st_mtime_ns for vid, p in records.items()}
+    records["v1"].unlink()  # as if its task had died before committing
     second = _mine_ray([videos["dir"]], out)
     assert (second.videos_ok, second.videos_skipped, second.videos_failed) == (1, 2, 0)
-    assert markers["v1"].exists()
-    assert markers["v0"].stat().st_mtime_ns == before["v0"] and markers["v2"].stat().st_mtime_ns == before["v2"]
+    assert records["v0"].stat().st_mtime_ns == before["v0"] and records["v2"].stat().st_mtime_ns == before["v2"]
     again = _sorted(read_frames(str(out)))
     assert again.equals(rows)
     assert len(set(_keys(again))) == again.num_rows
-    third = _mine_ray([videos["dir"]], out)  # nothing left: no actor pool is even started
+    third = _mine_ray([videos["dir"]], out)  # nothing left to mine
     assert (third.videos_ok, third.videos_skipped) == (0, 3) and third.exit_code == 0
+
+
+def test_the_join_plan_gives_the_rows_and_resume_of_the_driver_plan(videos, ray_local, tmp_path):
+    """Above plan_in_driver_max the plan runs as Ray Data aggregations and joins (here: always): a
+    streamed @list with the same video twice and two videos of one name gives the same items, ids
+    and rows as the driver's plan; a rerun skips what is committed; retry_failed re-mines failures."""
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    twin = other / "v0.mp4"  # another video with the id v0: both get a -<sha1> suffix
+    twin.write_bytes(videos["v1"].read_bytes())
+    listing = tmp_path / "list.txt"
+    lines = [str(videos["v0"]), str(videos["v0"]), str(twin), str(videos["v2"]), str(videos["corrupt"]),
+             str(videos["missing"]), "# a comment", ""]
+    listing.write_text("\n".join(lines) + "\n")
+    driver_plan = _mine_ray([f"@{listing}"], tmp_path / "driver")
+    joined = _mine_ray([f"@{listing}"], tmp_path / "joined", plan_in_driver_max=0)
+    assert driver_plan.as_dict() | {"seconds": 0} == joined.as_dict() | {"seconds": 0}
+    assert (joined.videos_ok, joined.videos_failed) == (3, 2)
+    a, b = _sorted(read_frames(str(tmp_path / "driver"))), _sorted(read_frames(str(tmp_path / "joined")))
+    assert a.equals(b) and len(set(_keys(b))) == b.num_rows
+    assert sorted(set(b["video_id"].to_pylist()))[-1] == "v2" and len(set(b["video_id"].to_pylist())) == 3
+    f1, f2 = read_failures(str(tmp_path / "driver")), read_failures(str(tmp_path / "joined"))
+    assert sorted(f1["error_type"].to_pylist()) == sorted(f2["error_type"].to_pylist()) == ["not_a_video", "not_found"]
+
+    dry = _mine_ray([f"@{listing}"], tmp_path / "joined", plan_in_driver_max=0, dry_run=True)
+    assert (dry.to_mine, dry.videos_skipped) == (0, 5)
+    again = _mine_ray([f"@{listing}"], tmp_path / "joined", plan_in_driver_max=0)
+    assert (again.videos_ok, again.videos_failed, again.videos_skipped) == (0, 0, 5)
+    write_video(make_scene(3, height=96, width=128, n_frames=10, n_static=0).frames, videos["missing"])
+    try:  # the missing input now exists: retry_failed resolves and mines it; the corrupt one fails again
+        retried = _mine_ray([f"@{listing}"], tmp_path / "joined", plan_in_driver_max=0, retry_failed=True)
+    finally:
+        videos["missing"].unlink()
+    assert (retried.videos_ok, retried.videos_failed, retried.videos_skipped) == (1, 1, 3)
+    assert "does_not_exist" in read_frames(str(tmp_path / "joined"))["video_id"].to_pylist()
+    assert read_failures(str(tmp_path / "joined"))["error_type"].to_pylist() == ["not_a_video"]
 
 
 @pytest.fixture(scope="module")

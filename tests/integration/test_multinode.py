@@ -1,0 +1,407 @@
+"""A real two-node Ray cluster on this machine, mining into S3 (moto), one node lost mid-job.
+
+The module starts a head (`ray start --head --block`, 3 CPUs, its dashboard / job server on
+127.0.0.1 for `dynocc submit`) and each test adds a second node (`ray start --block --address ...`,
+2 CPUs, its own ``second_node`` resource, temp dir and ports). Every process runs in its own
+process group, every port is a free one, and all of it is killed at the end: no other Ray on the
+machine is touched (never `ray stop`).
+
+Both tests mine 10 synthetic videos (about a second each) with two 2-CPU actors and one video per
+task: one actor fits on each node (the head keeps a CPU for Ray Data's small tasks). Once both
+nodes have committed a video and the second node's actor is mining another one, the second node's
+raylet is SIGKILLed: its actor, its workers and the node are lost. Then:
+
+* the job ends by itself (exit code 0, or 1 when it recorded failures), without a traceback;
+* both nodes mined: the commit records name the head and the second node;
+* every video is committed: with its frames, or as a ``worker_lost`` failure row (no other failure);
+* a rerun with ``--retry-failed`` on the cluster that is left (the head alone) mines only the lost
+  videos, and the rows equal those of an uninterrupted run (``--engine local``) exactly, with no
+  duplicate (video_id, frame_index).
+
+`test_mine_...` runs `dynocc mine --address`; `test_submit_...` submits the same job as a job spec
+with `dynocc submit` (the job's driver runs on the head).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import pyarrow as pa
+import pytest
+
+from dynocc.factory.io.writer import committed_items, read_failures, read_frames
+from support import _parents, _title, busy_mining_workers, cli_cmd, cli_env, free_port, run_cli, wait_for, write_spec
+
+pytestmark = pytest.mark.slow
+
+VENV_BIN = Path(sys.executable).parent
+RAY = str(VENV_BIN / "ray")
+N_VIDEOS = 10
+ENV = cli_env(PATH=str(VENV_BIN) + os.pathsep + os.environ.get("PATH", ""))  # `ray`, `dynocc` for the job server
+JOB_TIMEOUT = 300  # seconds a mining job (or a submitted one) may take, kill and recovery included
+
+
+# --------------------------------------------------------------------------- the cluster
+
+
+def _node_ports() -> list[str]:
+    """Free ports for everything a node listens on (the defaults would collide with other Rays)."""
+    return [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"]
+
+
+@dataclass
+class Node:
+    proc: subprocess.Popen
+    temp_dir: str  # short (/tmp/...): Ray's socket paths must stay < 108 bytes
+    log: object
+    node_id: str = ""
+    descendants: set = field(default_factory=set)
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.temp_dir) / "ray_start.log"
+
+    def log_tail(self, n: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-n:]
+
+    def remember_descendants(self) -> None:
+        """The processes this node started (Ray workers start their own sessions, so the process
+        group does not hold them all): killed at the end if they outlive the node."""
+        parents = _parents()
+        for pid in parents:
+            p, seen = pid, set()
+            while p in parents and p not in seen:
+                if p == self.proc.pid:
+                    self.descendants.add(pid)
+                    break
+                seen.add(p)
+                p = parents[p]
+
+    def raylet(self) -> Optional[int]:
+        """The pid of this node's raylet (in the `ray start` process group)."""
+        for pid in _parents():
+            try:
+                if os.getpgid(pid) != self.proc.pid:
+                    continue
+            except OSError:
+                continue
+            argv0 = _title(pid).split(" ", 1)[0]
+            if argv0.endswith("/raylet"):
+                return pid
+        return None
+
+    def stop(self) -> None:
+        self.remember_descendants()
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        try:  # what is left of its process group (`ray start` may exit before its children)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.log.close()
+
+
+def _start_node(args: list[str], prefix: str) -> Node:
+    temp_dir = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    log = open(Path(temp_dir) / "ray_start.log", "wb")
+    proc = subprocess.Popen([RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
+                             f"--temp-dir={temp_dir}", *_node_ports(), *args],
+                            stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
+    return Node(proc, temp_dir, log)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except Exception:
+        return False
+
+
+@dataclass
+class Cluster:
+    gcs: str  # 127.0.0.1:PORT, for `dynocc mine --address`
+    dashboard: str  # http://127.0.0.1:PORT, for `dynocc submit --address` and `ray list`
+    head: Node
+    second_nodes: list = field(default_factory=list)
+
+    def nodes(self) -> list[dict]:
+        """`ray list nodes` (node_id, state, is_head_node, resources_total); [] when it does not answer."""
+        try:
+            r = subprocess.run([RAY, "list", "nodes", f"--address={self.dashboard}", "--format=json", "--limit=100"],
+                               capture_output=True, text=True, env=ENV, timeout=60)
+            return json.loads(r.stdout) if r.returncode == 0 else []
+        except (subprocess.TimeoutExpired, json.JSONDecodeError):
+            return []
+
+    def alive(self) -> list[dict]:
+        return [n for n in self.nodes() if n.get("state") == "ALIVE"]
+
+    def status(self) -> str:
+        try:
+            r = subprocess.run([RAY, "status", f"--address={self.gcs}"], capture_output=True, text=True, env=ENV,
+                               timeout=60)
+            return r.stdout + r.stderr
+        except subprocess.TimeoutExpired:
+            return "(ray status did not answer)"
+
+    def add_second_node(self) -> Node:
+        """`ray start --address` with 2 CPUs and a ``second_node`` resource; returns once the cluster
+        lists it ALIVE (its node id set)."""
+        node = _start_node([f"--address={self.gcs}", "--num-cpus=2", '--resources={"second_node": 1}'], "rayw-")
+        self.second_nodes.append(node)
+
+        def registered() -> Optional[str]:
+            ids = [n["node_id"] for n in self.alive() if (n.get("resources_total") or {}).get("second_node")]
+            return ids[0] if ids else None
+
+        try:
+            node.node_id = wait_for(registered, timeout=120, what="the second Ray node", interval=0.5, alive=node.proc)
+        except AssertionError as e:
+            pytest.fail(f"{e}\n{node.log_tail()}", pytrace=False)
+        return node
+
+    def head_id(self) -> str:
+        heads = [n["node_id"] for n in self.alive() if n.get("is_head_node")]
+        assert len(heads) == 1, self.nodes()
+        return heads[0]
+
+    def diagnostics(self) -> str:
+        """What to show when a job hangs: `ray status` and the tails of the nodes' raylet logs."""
+        parts = [self.status()]
+        for node in [self.head, *self.second_nodes]:
+            for log in sorted(Path(node.temp_dir).glob("session_*/logs/raylet.out"))[-1:]:
+                parts.append(f"--- {log}\n{log.read_text(errors='replace')[-3000:]}")
+        return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The head: 3 CPUs, dashboard / job server on 127.0.0.1; killed (and all it started) at the end."""
+    from ray._private.utils import get_dashboard_dependency_error
+
+    missing = get_dashboard_dependency_error()
+    if missing is not None:
+        pytest.fail(f"the Ray dashboard / job server cannot start here: {missing} (it needs the ray[default] "
+                    f"extras: pip install 'ray[default]==2.60.0')", pytrace=False)
+    port, dashboard = free_port(), free_port()
+    head = _start_node(["--head", f"--port={port}", "--num-cpus=3", "--include-dashboard=true",
+                        "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+                        f"--ray-client-server-port={free_port()}"], "rayh-")
+    c = Cluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}", head)
+    try:
+        try:
+            wait_for(lambda: "Ray runtime started" in head.log_tail(100_000), timeout=120, what="the Ray head",
+                     interval=0.2, alive=head.proc)
+            wait_for(lambda: _answers(f"{c.dashboard}/api/version"), timeout=90, what="the head's job server",
+                     interval=0.5, alive=head.proc)
+        except AssertionError as e:
+            pytest.fail(f"{e}\n{head.log_tail()}", pytrace=False)
+        yield c
+    finally:
+        for node in [*c.second_nodes, head]:
+            node.stop()
+        # Ray workers run in their own sessions; they exit with their raylet, but make sure.
+        leftovers = set().union(*(n.descendants for n in [*c.second_nodes, head]))
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for node in [*c.second_nodes, head]:
+            shutil.rmtree(node.temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def second_node(cluster):
+    node = cluster.add_second_node()
+    yield node
+    node.stop()
+
+
+# --------------------------------------------------------------------------- videos and the expected rows
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    return table.sort_by([("video_id", "ascending"), ("frame_index", "ascending")])
+
+
+@pytest.fixture(scope="module")
+def videos(synthetic_videos, tmp_path_factory):
+    """10 videos of about a second of mining each, and the rows of an uninterrupted (local) run."""
+    paths = [str(p) for p in synthetic_videos([f"clip{k}.mp4" for k in range(N_VIDEOS)], height=160, width=224,
+                                              n_frames=40)]
+    reference = tmp_path_factory.mktemp("reference") / "mined"
+    r = run_cli("mine", *paths, "--out", reference, "--quiet", "--engine", "local")
+    assert r.returncode == 0, r.stderr
+    rows = _sorted(read_frames(str(reference)))
+    assert set(rows["video_id"].to_pylist()) == {f"clip{k}" for k in range(N_VIDEOS)}
+    return paths, rows
+
+
+# --------------------------------------------------------------------------- the check
+
+
+@dataclass
+class Run:
+    proc: subprocess.Popen
+    out_path: Path
+    err_path: Path
+
+    def text(self) -> str:
+        return self.out_path.read_text(errors="replace") + self.err_path.read_text(errors="replace")
+
+
+def _start(args: list, tmp: Path, name: str) -> Run:
+    out_path, err_path = tmp / f"{name}.out", tmp / f"{name}.err"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen(cli_cmd(*args), stdout=out, stderr=err, text=True, env=ENV)
+    return Run(proc, out_path, err_path)
+
+
+def _finish(run: Run, cluster: Cluster, what: str) -> int:
+    try:
+        return run.proc.wait(timeout=JOB_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        diagnostics = cluster.diagnostics()
+        run.proc.kill()
+        run.proc.wait(30)
+        pytest.fail(f"{what} did not end within {JOB_TIMEOUT} s after the raylet was killed\n{run.text()[-4000:]}\n"
+                    f"{diagnostics}", pytrace=False)
+
+
+def _mining_nodes(out: str, storage_options: dict) -> set[str]:
+    return {str((s.extra or {}).get("node") or "") for s in committed_items(out, storage_options)} - {""}
+
+
+def _kill_second_node_mid_job(run: Run, node: Node, out: str, storage_options: dict) -> int:
+    """SIGKILL the second node's raylet once both nodes have committed a video and its actor is
+    mining another one; returns the number of videos committed then."""
+    def both_nodes_mined_and_second_busy():
+        if not busy_mining_workers(node.proc.pid):
+            return None
+        if len(_mining_nodes(out, storage_options)) < 2:
+            return None
+        return len(committed_items(out, storage_options))
+
+    try:
+        committed = wait_for(both_nodes_mined_and_second_busy, timeout=240, what="both nodes mining",
+                             interval=0.2, alive=run.proc)
+    except AssertionError as e:
+        run.proc.kill()
+        run.proc.wait(30)
+        pytest.fail(f"{e}\n{run.text()[-4000:]}", pytrace=False)
+    node.remember_descendants()
+    raylet = node.raylet()
+    assert raylet is not None, "the second node's raylet"
+    os.kill(raylet, signal.SIGKILL)
+    assert run.proc.poll() is None, "the job had ended before the kill"
+    assert committed < N_VIDEOS
+    return committed
+
+
+def _check_after_the_kill(rc: int, text: str, out: str, storage_options: dict, videos: list[str],
+                          nodes: set[str]) -> list[str]:
+    """The interrupted run's outcome; returns the video ids recorded as worker_lost."""
+    assert "Traceback" not in text, text[-4000:]
+    assert _mining_nodes(out, storage_options) == nodes  # both nodes mined (the head and the second node)
+    frames = read_frames(out, storage_options)
+    failures = read_failures(out, storage_options)
+    assert set(failures["error_type"].to_pylist()) <= {"worker_lost"}, failures.to_pylist()
+    lost = sorted(failures["video_id"].to_pylist())
+    mined = set(frames["video_id"].to_pylist())
+    assert not mined & set(lost)
+    assert mined | set(lost) == {Path(v).stem for v in videos}  # every video committed or worker_lost
+    assert len(committed_items(out, storage_options)) == N_VIDEOS
+    assert rc == (1 if lost else 0), text[-4000:]
+    return lost
+
+
+def _check_rerun(rc: int, text: str, lost: list[str], out: str, storage_options: dict, reference: pa.Table) -> None:
+    assert rc == 0, text[-4000:]
+    assert "Traceback" not in text, text[-4000:]
+    assert f"videos ok: {len(lost)}  failed: 0  already done: {N_VIDEOS - len(lost)}" in text, text[-4000:]
+    assert read_failures(out, storage_options).num_rows == 0
+    got = read_frames(out, storage_options)
+    keys = list(zip(got["video_id"].to_pylist(), got["frame_index"].to_pylist()))
+    assert len(keys) == len(set(keys)), "duplicate (video_id, frame_index)"
+    assert _sorted(got).equals(reference)
+
+
+def _wait_dead(cluster: Cluster, node: Node) -> None:
+    """The cluster has noticed the lost node (so a rerun plans for the head alone)."""
+    wait_for(lambda: any(n["node_id"] == node.node_id and n.get("state") == "DEAD" for n in cluster.nodes()),
+             timeout=120, what="the lost node marked DEAD", interval=1.0)
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+def test_mine_on_two_nodes_survives_losing_a_node(cluster, second_node, videos, s3, tmp_path):
+    paths, reference = videos
+    nodes = {cluster.head_id(), second_node.node_id}
+    out, opts = s3.url("mined"), s3.storage_options
+    cmd = ["mine", *paths, "--out", out, "--quiet", "--address", cluster.gcs, "--cpus-per-actor", "2",
+           "--items-per-task", "1", "--storage-options", json.dumps(opts)]
+    print('T start', time.strftime('%X'))
+    run = _start([*cmd, "--actors", "2"], tmp_path, "mine")
+    at_kill = _kill_second_node_mid_job(run, second_node, out, opts)
+    print('T kill', time.strftime('%X'))
+    rc = _finish(run, cluster, "dynocc mine")
+    lost = _check_after_the_kill(rc, run.text(), out, opts, paths, nodes)
+    print(f"dynocc mine: {at_kill} videos committed at the kill; then {N_VIDEOS - len(lost)} committed, "
+          f"{len(lost)} worker_lost {lost}; exit code {rc}")
+
+    t=time.time(); print('T before dead', time.strftime('%X'))
+    _wait_dead(cluster, second_node)
+    print('T dead', time.time()-t, time.strftime('%X'))
+    r = run_cli(*cmd, "--actors", "1", "--retry-failed", timeout=JOB_TIMEOUT)  # 2 x 2 CPUs fit no more
+    _check_rerun(r.returncode, r.stdout + r.stderr, lost, out, opts, reference)
+
+
+def test_submit_on_two_nodes_survives_losing_a_node(cluster, second_node, videos, s3, tmp_path):
+    paths, reference = videos
+    nodes = {cluster.head_id(), second_node.node_id}
+    out, opts = s3.url("submitted"), s3.storage_options
+    spec = write_spec(tmp_path / "mine_two_nodes.yaml", command="mine", inputs=paths, out=out, engine="ray",
+                      actors=2, cpus_per_actor=2, items_per_task=1, storage_options=opts)
+    submit = ["submit", spec, "--address", cluster.dashboard]
+    print('T start', time.strftime('%X'))
+    run = _start([*submit, "--args", "--quiet"], tmp_path, "submit")
+    at_kill = _kill_second_node_mid_job(run, second_node, out, opts)
+    print('T kill', time.strftime('%X'))
+    rc = _finish(run, cluster, "dynocc submit")
+    text = run.text()
+    lost = _check_after_the_kill(rc, text, out, opts, paths, nodes)
+    assert ("SUCCEEDED" if rc == 0 else "FAILED") in text, text[-4000:]
+    print(f"dynocc submit: {at_kill} videos committed at the kill; then {N_VIDEOS - len(lost)} committed, "
+          f"{len(lost)} worker_lost {lost}; exit code {rc}")
+
+    t=time.time(); print('T before dead', time.strftime('%X'))
+    _wait_dead(cluster, second_node)
+    print('T dead', time.time()-t, time.strftime('%X'))
+    r = run_cli(*submit, "--args", "--quiet", "--retry-failed", "--actors", "1", timeout=JOB_TIMEOUT)
+    _check_rerun(r.returncode, r.stdout + r.stderr, lost, out, opts, reference)
+    assert "SUCCEEDED" in r.stderr
