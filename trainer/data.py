@@ -26,6 +26,7 @@ int8 (P,) in schema-v1 sign (+1 = A closer), ``pair_mask`` bool (P,).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -153,28 +154,36 @@ def read_and_decode(items: dict, cfg: dict, chunk_rows: int = 16) -> Iterator[di
     """``map_batches`` generator: per work item (a committed shard file, one of its copies) read and
     validate the file (:func:`dynocc.schemas.read_table`), keep each row with probability
     ``row_keep`` (a fractional weight), shuffle the rows and yield them decoded in chunks."""
-    from dynocc.schemas import read_table
+    from dynocc.factory.io.writer import CommittedPart, read_part
 
     config = DataConfig.model_validate(cfg)
     rng = np.random.default_rng()  # fresh entropy: new crops, kept pairs and rows on every pass
-    for url, keep_rate, row_keep in zip(items["file"], items["keep_rate"], items["row_keep"]):
-        table = read_table(str(url), config.storage_options, table="frames")
+    for url, ranges, keep_rate, row_keep in zip(items["file"], items["ranges"], items["keep_rate"], items["row_keep"]):
+        table = read_part(CommittedPart(str(url), _ranges(ranges)), config.storage_options, "frames")
         idx = np.nonzero(rng.random(table.num_rows) < float(row_keep))[0]
         rng.shuffle(idx)
         for start in range(0, len(idx), chunk_rows):
             yield decode_table(table.take(idx[start:start + chunk_rows]), config, float(keep_rate), rng)
 
 
-def source_files(src: DataSource, storage_options: Optional[dict] = None) -> tuple[list[str], int]:
-    """Committed frame files of a shard root (as URLs) and its number of rows."""
-    from dynocc.factory.io.writer import committed_files, committed_items
+def _ranges(value) -> Optional[tuple[tuple[int, int], ...]]:
+    """A part's row ranges as they travel in a work item: ``""`` for the whole file, else JSON."""
+    if value is None or str(value) == "":
+        return None
+    return tuple((int(a), int(b)) for a, b in json.loads(str(value)))
+
+
+def source_files(src: DataSource, storage_options: Optional[dict] = None) -> tuple[list, int]:
+    """The committed frame parts of a shard root (:class:`~dynocc.factory.io.writer.CommittedPart`:
+    a file, or its committed row ranges) and its number of rows."""
+    from dynocc.factory.io.writer import committed_items, committed_parts
 
     url = src.url if is_url(src.url) else os.path.abspath(src.url)  # Ray workers run elsewhere
-    files = committed_files(url, "frames", storage_options)
-    if not files:
+    parts = committed_parts(url, "frames", storage_options)
+    if not parts:
         raise DataError(f"no committed frame shards under {src.url}")
     rows = sum(s.frames for s in committed_items(url, storage_options))
-    return files, rows
+    return parts, rows
 
 
 def epoch_rows(cfg: DataConfig) -> float:
@@ -192,7 +201,8 @@ def plan_items(cfg: DataConfig, passes: int = 1, seed: Optional[int] = None) -> 
         files, _ = source_files(src, cfg.storage_options)
         copies = math.ceil(src.weight)
         keep = cfg.keep_rate if src.keep_rate is None else src.keep_rate
-        per_epoch += [{"file": f, "keep_rate": keep, "row_keep": src.weight / copies} for f in files] * copies
+        per_epoch += [{"file": p.url, "ranges": "" if p.ranges is None else json.dumps(p.ranges), "keep_rate": keep,
+                       "row_keep": src.weight / copies} for p in files] * copies
     rng = np.random.default_rng(seed)
     items = []
     for _ in range(passes):

@@ -16,7 +16,10 @@ Per frame t (paper section 3.4):
 4. pairs (:mod:`.pairs`, section 3.3), with a random generator seeded by (seed, video id, t),
    so the same input and config give identical rows.
 
-A frame is mined when it has both neighbours t ± b. Everything but the flow is vectorised
+A frame is mined when it has both neighbours t ± b. A damaged input (frames lost in the middle)
+is mined with :meth:`DynOccMiner.mine_runs`: each run of consecutive good frames on its own, so no
+frame is ever mined with a neighbour across the gap, and a frame whose :func:`reach` holds no lost
+frame gives the same row as in the undamaged input. Everything but the flow is vectorised
 NumPy/OpenCV: dense work at the analysis scale (half resolution by default), the rest on the
 sparse boundary pixels. ``benchmarks/bench_miner.py`` measures its cost against the flow's.
 """
@@ -24,6 +27,7 @@ sparse boundary pixels. ``benchmarks/bench_miner.py`` measures its cost against 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional
@@ -39,7 +43,7 @@ from dynocc.factory.core.vote import NeighbourView, split_segments, vote_with_ma
 
 @dataclass(frozen=True)
 class MinedFrame:
-    frame_index: int
+    frame_index: int  # 0-based in the decoded sequence (of the undamaged input, for a damaged one)
     image: np.ndarray  # RGB uint8, the size all coordinates refer to
     pairs: PairSet
     boundary: Optional[np.ndarray] = None  # thin boundary map, kept for grading and pictures
@@ -74,16 +78,67 @@ def neighbour_offset(motion: float, long_side: int, config: BoundaryConfig) -> i
     return b
 
 
+def largest_offset(config: BoundaryConfig) -> int:
+    """The largest neighbour offset b :func:`neighbour_offset` can choose: ``max_baseline`` when the
+    motion rule may grow it (``min_motion`` > 0), else ``baseline``."""
+    grows = config.baseline_rule == "motion" and config.min_motion > 0
+    return max(config.baseline, config.max_baseline if grows else config.baseline)
+
+
+def reach(config: BoundaryConfig) -> int:
+    """How many frames on each side of t frame t's row depends on: its neighbours t ± b, their own
+    neighbours t ± 2b (their boundaries need flows to both sides), and the frames t − 2 … t + 3
+    whose motion picks b (:func:`neighbour_offset`). Two inputs whose frames t − reach … t + reach
+    are the same give frame t the same row (same seed: it depends on the frame index only)."""
+    return max(2 * largest_offset(config), 3)
+
+
+def runs(frames: Iterable[tuple[int, np.ndarray]]) -> Iterator[tuple[int, Iterator[np.ndarray]]]:
+    """Split ``(frame_index, frame)`` pairs (ascending indices) into runs of consecutive indices:
+    ``(first index, its frames)``, lazily. Consume each run before asking for the next."""
+    position = itertools.count()
+    for _, run in itertools.groupby(frames, key=lambda item: item[0] - next(position)):
+        first = next(run)
+        yield first[0], itertools.chain((first[1],), (frame for _, frame in run))
+
+
 class DynOccMiner:
     def __init__(self, config: MinerConfig = MinerConfig(), flow: Optional[FlowBackend] = None):
         self.config = config
         self.flow = flow if flow is not None else make_flow_backend(config.flow)
 
-    def mine_video(self, frames: Iterable[np.ndarray], video_id: str, keep_maps: bool = False) -> Iterator[MinedFrame]:
-        """Yield one :class:`MinedFrame` for every frame t with both neighbours t ± b (b chosen per frame)."""
+    @property
+    def min_run(self) -> int:
+        """The fewest consecutive frames worth mining: 2·baseline + 1 (frame t and both neighbours
+        at the configured offset); the engines' ``min_frames``."""
+        return 2 * self.config.boundary.baseline + 1
+
+    def mine_runs(self, frames: Iterable[tuple[int, np.ndarray]], video_id: str, keep_maps: bool = False,
+                  min_run: Optional[int] = None) -> Iterator[MinedFrame]:
+        """Mine frames given with their index in the undamaged sequence (``(frame_index, frame)``,
+        ascending; damaged ones left out, see :func:`dynocc.factory.io.decode.decode_indexed`).
+
+        Each run of consecutive indices is mined as a video of its own (:meth:`mine_video` with
+        ``first_index``), so neighbours never span a gap and frame indices and seeds are those of
+        the undamaged input. A run shorter than ``min_run`` (default :attr:`min_run`) yields
+        nothing: it is not worth a flow, and is not an error (the caller judges the whole input).
+        For input without gaps this is :meth:`mine_video`.
+        """
+        min_run = self.min_run if min_run is None else min_run
+        for first, run in runs(frames):
+            head = list(itertools.islice(run, min_run))
+            if len(head) < min_run:  # the run ended within min_run frames
+                continue
+            yield from self.mine_video(itertools.chain(head, run), video_id, keep_maps, first_index=first)
+
+    def mine_video(self, frames: Iterable[np.ndarray], video_id: str, keep_maps: bool = False,
+                   first_index: int = 0) -> Iterator[MinedFrame]:
+        """Yield one :class:`MinedFrame` for every frame t with both neighbours t ± b (b chosen per frame).
+
+        ``first_index``: the index of the first frame in its whole sequence (a run of a damaged
+        input, :meth:`mine_runs`): frame indices and the per-frame seeds count from it."""
         cfg = self.config.boundary
-        grows = cfg.baseline_rule == "motion" and cfg.min_motion > 0  # may b exceed the baseline?
-        horizon = 2 * max(cfg.baseline, cfg.max_baseline if grows else cfg.baseline)  # frames t needs ahead
+        horizon = 2 * largest_offset(cfg)  # frames t needs ahead
         images: dict[int, np.ndarray] = {}
         grays: dict[int, np.ndarray] = {}
         motion: dict[int, float] = {}  # t -> median motion t -> t+1, px
@@ -152,10 +207,10 @@ class DynOccMiner:
                      for o in (-b, b)]
             label, margin = vote_with_margin(pixels, views[0], views[1], self.config.vote)
             ctx = FrameContext(grays[t], (grays[t - b], grays[t + b]), (flows[(t, t - b)], flows[(t, t + b)]))
-            rng = np.random.default_rng(frame_seed(self.config.seed, video_id, t))
+            rng = np.random.default_rng(frame_seed(self.config.seed, video_id, first_index + t))
             pairs = extract_pairs(pixels, label, ctx, self.config.pairs, self.config.vote, rng, margin)
             if not keep_maps:
-                return MinedFrame(t, images[t], pairs, offset=b)
+                return MinedFrame(first_index + t, images[t], pairs, offset=b)
             seg = np.zeros(bd.mask.shape, np.int8)
             fg_dir = np.zeros(bd.mask.shape + (2,), np.float32)
             if len(pixels):
@@ -163,7 +218,7 @@ class DynOccMiner:
                 seg[pixels.ys, pixels.xs] = lab
                 fg_dir[pixels.ys, pixels.xs, 0] = pixels.normal_x * lab
                 fg_dir[pixels.ys, pixels.xs, 1] = pixels.normal_y * lab
-            return MinedFrame(t, images[t], pairs, bd.mask, seg, fg_dir, offset=b)
+            return MinedFrame(first_index + t, images[t], pairs, bd.mask, seg, fg_dir, offset=b)
 
         def drop_before(i: int) -> None:
             for d in (images, grays, motion):

@@ -37,6 +37,7 @@ import io
 import json
 import os
 import socket
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -66,6 +67,9 @@ __all__ = [
     "task_key",
     "committed_items",
     "committed_files",
+    "committed_parts",
+    "CommittedPart",
+    "read_part",
     "commit_record_files",
     "commit_records",
     "committed_items_among",
@@ -258,26 +262,20 @@ class TaskWriter:
 
     def __init__(self, root: StorageRoot, key: str, shard_bytes: int, rows_per_group: int):
         self.root, self.key = root, key
+        self.nonce = uuid.uuid4().hex[:8]  # this attempt's: no two attempts ever write the same name
         self.shard_bytes, self.rows_per_group = shard_bytes, rows_per_group
         earlier = root.list_prefix(COMMITS_DIR, f"{key}-")
         self.earlier = earlier  # this task's commit records from earlier attempts
         self.done: set[str] = set()
         for rel, blob in root.cat(earlier).items():
             self.done.update(pq.read_table(io.BytesIO(blob), columns=["item_key"])["item_key"].to_pylist())
-        self.seq = 1 + max((int(r.rsplit("-", 1)[1].split(".")[0]) for r in earlier), default=-1)
-        self._remove_leftovers()
+        self.seq = 1 + max((_commit_number(r) for r in earlier), default=-1)
         self._file: Optional[_ShardFile] = None
         self._files: list[str] = []  # closed or open files of the current commit
         self._pending: list[_Pending] = []
         self._item: Optional[_Pending] = None
         self._buffer: list[pa.Table] = []
         self._buffered = 0
-
-    def _remove_leftovers(self) -> None:
-        """Data files of a dead attempt (commit numbers from :attr:`seq` on): named by no record."""
-        stale = [rel for d in (FRAMES_DIR, FAILURES_DIR) for rel in self.root.list_prefix(d, f"{self.key}-")
-                 if int(rel.rsplit("/", 1)[1].split("-")[1].split(".")[0].split("~")[0]) >= self.seq]
-        self.root.rm(stale)
 
     # ---------------------------------------------------------------- items
 
@@ -341,7 +339,7 @@ class TaskWriter:
 
     def _write_group(self, item: _Pending, table: pa.Table) -> None:
         if self._file is None:
-            rel = f"{FRAMES_DIR}/{self.key}-{self.seq:05d}-{len(self._files):04d}.parquet"
+            rel = f"{FRAMES_DIR}/{self.key}-{self.seq:05d}-{len(self._files):04d}-{self.nonce}.parquet"
             self._file = _ShardFile(self.root, rel, table.schema)
             self._files.append(rel)
         f = self._file
@@ -369,7 +367,7 @@ class TaskWriter:
         self._close_file()
         if not self._pending:
             return []
-        k = f"{self.seq:05d}"
+        k = f"{self.seq:05d}-{self.nonce}"
         record = f"{COMMITS_DIR}/{self.key}-{k}.parquet"
         fail_tables, start = [], 0
         for item in self._pending:
@@ -398,6 +396,11 @@ class TaskWriter:
 
 
 _NODE = socket.gethostname()
+
+
+def _commit_number(rel: str) -> int:
+    """``<k>`` of ``commits/<task>-<k>-<nonce>.parquet``."""
+    return int(rel.rsplit("/", 1)[-1].split("-")[1])
 
 
 def _record_table(stats: list[ItemStats], video_ids: list[Optional[str]]) -> pa.Table:
@@ -455,8 +458,8 @@ class ShardWriter:
 
     def write_item(self, item_key: str, frame_rows: list[dict] | pa.Table, failures: list[dict] | pa.Table,
                    seconds: float, extra_stats: dict | None = None, video_id: Optional[str] = None) -> ItemStats:
-        """Validate, write and commit one item as a task of its own; rewriting it gives the same
-        names and bytes. Raises :class:`dynocc.schemas.SchemaError` before writing anything if a
+        """Validate, write and commit one item as a task of its own (an item already committed is
+        left as it is). Raises :class:`dynocc.schemas.SchemaError` before writing anything if a
         table is invalid."""
         frames = _as_frames(frame_rows)
         fails = _as_failures(failures)
@@ -567,36 +570,89 @@ def record_stats(out_url: str, record: str, storage_options: dict | None = None)
     return _stats_from_record(pq.read_table(io.BytesIO(root.fs.cat_file(root.path(record)))), record)
 
 
-def committed_files(out_url: str, kind: str = "frames", storage_options: dict | None = None) -> list[str]:
-    """Data files of committed items only, as URLs (plain paths for a local ``out_url``), sorted.
+@dataclass(frozen=True)
+class CommittedPart:
+    """A data file holding committed rows: all of it (``ranges`` None), or only the row ranges
+    ``(start, rows)`` of the items whose commit won (see :func:`committed_parts`)."""
 
-    ``kind`` is ``'frames'`` or ``'failures'``. Every row of these files belongs to a committed item.
+    url: str
+    ranges: Optional[tuple[tuple[int, int], ...]] = None
+
+
+def committed_parts(out_url: str, kind: str = "frames", storage_options: dict | None = None) -> list[CommittedPart]:
+    """The committed rows of ``kind`` (``'frames'`` or ``'failures'``) as files and row ranges, sorted.
+
+    An item named by two commit records (two jobs on one output at once, or a task retried
+    elsewhere after its stats were lost) counts once: the first record by name wins. A file whose
+    rows all belong to winners is read whole; a file that also holds a loser's rows is read by the
+    winners' row ranges. Ordinary outputs have no losers: every part is a whole file.
     """
     if kind not in (FRAMES_DIR, FAILURES_DIR):
         raise ValueError(f"kind must be 'frames' or 'failures', got {kind!r}")
     root = StorageRoot(out_url, storage_options)
-    rels = sorted({f for s in committed_items(out_url, storage_options) for f in s.files if f.startswith(kind + "/")})
-    return [root.to_url(r) for r in rels]
+    winners: dict[str, ItemStats] = {}
+    loser_files: set[str] = set()
+    for s in _iter_committed(root):
+        if s.item_key in winners:
+            loser_files.update(r["file"] for r in s.ranges)
+        else:
+            winners[s.item_key] = s
+    whole: set[str] = set()
+    partial: dict[str, list[tuple[int, int]]] = {}
+    for s in winners.values():
+        files = [r["file"] for r in s.ranges] if s.ranges else list(s.files)
+        for rel in files:
+            if not rel.startswith(kind + "/"):
+                continue
+            if rel in loser_files:
+                partial.setdefault(rel, []).extend((r["start"], r["rows"]) for r in s.ranges if r["file"] == rel)
+            else:
+                whole.add(rel)
+    parts = [CommittedPart(root.to_url(rel)) for rel in whole]
+    parts += [CommittedPart(root.to_url(rel), tuple(sorted(rs))) for rel, rs in partial.items()]
+    return sorted(parts, key=lambda p: p.url)
 
 
-def _read_all(urls: list[str], kind: str, schema: pa.Schema, storage_options: dict | None) -> pa.Table:
-    if not urls:
+def committed_files(out_url: str, kind: str = "frames", storage_options: dict | None = None) -> list[str]:
+    """The data files holding committed rows, as URLs (plain paths for a local ``out_url``), sorted.
+
+    Read them through :func:`committed_parts` / :func:`read_part`: a file may also hold rows of an
+    item committed twice (whose other copy won)."""
+    return [p.url for p in committed_parts(out_url, kind, storage_options)]
+
+
+def read_part(part: CommittedPart, storage_options: dict | None = None, kind: str = "frames",
+              columns: Optional[list[str]] = None) -> pa.Table:
+    """The committed rows of one part, validated (``columns``: only these, not validated)."""
+    if columns is not None:
+        from dynocc.factory.io.storage import open_url
+
+        with open_url(part.url, "rb", storage_options) as f:
+            table = pq.read_table(f, columns=columns)
+    else:
+        table = read_table(part.url, storage_options, table=kind)
+    if part.ranges is None:
+        return table
+    return pa.concat_tables([table.slice(start, rows) for start, rows in part.ranges])
+
+
+def _read_all(parts: list[CommittedPart], kind: str, schema: pa.Schema, storage_options: dict | None) -> pa.Table:
+    if not parts:
         return schema.empty_table()
-    with ThreadPoolExecutor(max_workers=min(8, len(urls))) as pool:
-        tables = list(pool.map(lambda u: read_table(u, storage_options, table=kind), urls))
+    with ThreadPoolExecutor(max_workers=min(8, len(parts))) as pool:
+        tables = list(pool.map(lambda p: read_part(p, storage_options, kind), parts))
     return pa.concat_tables(tables, promote_options="default")
 
 
 def read_frames(out_url: str, storage_options: dict | None = None) -> pa.Table:
     """All frame rows of committed items, validated (empty table if none)."""
-    return _read_all(committed_files(out_url, "frames", storage_options), "frames", FRAME_SCHEMA, storage_options)
+    return _read_all(committed_parts(out_url, "frames", storage_options), "frames", FRAME_SCHEMA, storage_options)
 
 
 def read_failures(out_url: str, storage_options: dict | None = None) -> pa.Table:
     """All failure rows of committed items, validated (empty table if none)."""
-    return _read_all(
-        committed_files(out_url, "failures", storage_options), "failures", FAILURE_SCHEMA, storage_options
-    )
+    return _read_all(committed_parts(out_url, "failures", storage_options), "failures", FAILURE_SCHEMA,
+                     storage_options)
 
 
 def read_summary(out_url: str, storage_options: dict | None = None) -> dict | None:

@@ -1,7 +1,7 @@
 """SQL over mined shards with DuckDB: ``dynocc query``, and the reader behind ``show`` and ``export``.
 
 :func:`connect` opens an in-memory DuckDB database whose views read the **committed** Parquet
-files (:func:`dynocc.factory.io.writer.committed_files`) of one or more mining outputs, at any fsspec
+files (:func:`dynocc.factory.io.writer.committed_parts`) of one or more mining outputs, at any fsspec
 URL. Local files are read by DuckDB's own Parquet reader; for a remote URL (``s3://``, ``gs://``,
 ``memory://`` ...) the fsspec filesystem is registered with DuckDB (``register_filesystem``), so no
 DuckDB extension (httpfs) is needed, and nothing is downloaded before the query runs.
@@ -39,7 +39,7 @@ from dynocc.factory.io.storage import url_fs
 from dynocc.schemas import FAILURE_SCHEMA, FRAME_SCHEMA
 
 from dynocc.factory.io.storage import is_local
-from dynocc.factory.io.writer import committed_files
+from dynocc.factory.io.writer import committed_parts, read_part
 
 __all__ = [
     "QueryError",
@@ -94,14 +94,18 @@ class _Sources:
             raise ValueError("no data URL given")
         self.local: dict[str, list[str]] = {"frames": [], "failures": []}
         self.remote: dict[str, dict[int, tuple[Any, list[str]]]] = {"frames": {}, "failures": {}}
+        # Files that also hold rows of an item committed twice: their committed rows, read here.
+        self.sliced: dict[str, list[pa.Table]] = {"frames": [], "failures": []}
         for root in roots:
             fs, path = url_fs(root, storage_options)
             if not fs.exists(path):
                 raise FileNotFoundError(f"no mining output at {root}")
             with ThreadPoolExecutor(max_workers=2) as pool:  # both listings read the commit markers
                 listed = dict(zip(("frames", "failures"), pool.map(
-                    lambda kind: committed_files(root, kind, storage_options), ("frames", "failures"))))
-            for kind, urls in listed.items():
+                    lambda kind: committed_parts(root, kind, storage_options), ("frames", "failures"))))
+            for kind, parts in listed.items():
+                urls = [p.url for p in parts if p.ranges is None]
+                self.sliced[kind] += [read_part(p, storage_options, kind) for p in parts if p.ranges is not None]
                 if is_local(root):
                     self.local[kind].extend(u[len("file://"):] if u.startswith("file://") else u for u in urls)
                 elif urls:
@@ -133,6 +137,10 @@ def _source_view(con, src: _Sources, kind: str, empty_schema: pa.Schema) -> None
         # and row filters into the scan, and needs no extension (httpfs) of its own.
         name = f"_{kind}_remote_{i}"
         con.register(name, _remote_dataset(fs, paths))
+        parts.append(f"SELECT * FROM {name}")
+    if src.sliced[kind]:
+        name = f"_{kind}_sliced"
+        con.register(name, pa.concat_tables(src.sliced[kind], promote_options="default"))
         parts.append(f"SELECT * FROM {name}")
     if not parts:
         con.register(f"_{kind}_empty", empty_schema.empty_table())

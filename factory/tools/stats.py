@@ -6,10 +6,9 @@ from collections import Counter
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from dynocc.factory.io.storage import url_fs
 
-from dynocc.factory.io.writer import committed_files, committed_items, read_failures
+from dynocc.factory.io.writer import committed_items, committed_parts, read_failures, read_part
 
 _PAIR_COLUMNS = ["dataset", "video_id", "frame_index", "pair_ya", "pair_xa", "pair_yb", "pair_xb", "pair_ordinal"]
 
@@ -34,10 +33,8 @@ def read_stats(out: str, storage_options: dict | None = None) -> dict:
     per_frame: list[np.ndarray] = []
     dist_counts = np.zeros(len(DISTANCE_EDGES) - 1, np.int64)
     by_dataset: dict[str, Counter] = {}
-    for url in committed_files(out, "frames", storage_options):
-        f_fs, f_path = url_fs(url, storage_options)
-        with f_fs.open(f_path, "rb") as f:
-            table = pq.read_table(f, columns=_PAIR_COLUMNS)
+    for part in committed_parts(out, "frames", storage_options):
+        table = read_part(part, storage_options, columns=list(_PAIR_COLUMNS))
         frames += table.num_rows
         values = pc.list_flatten(table["pair_ordinal"]).to_numpy(zero_copy_only=False)
         for v, n in zip(*np.unique(values, return_counts=True)):

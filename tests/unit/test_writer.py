@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +49,15 @@ def test_round_trip_and_layout(tmp_path):
     stats = w.write_item("bikes.mp4", some_frame_rows(), some_failures(), seconds=1.25, extra_stats={"flow": "dis"})
     k = task_key(["bikes.mp4"])
     assert stats.frames == 5 and stats.pairs == 20 and stats.failures == 1 and stats.seconds == 1.25
-    assert stats.files == [f"failures/{k}-00000.parquet", f"frames/{k}-00000-0000.parquet"]
-    assert stats.commit == f"commits/{k}-00000.parquet"
+    nonce = stats.commit.rsplit("-", 1)[1].split(".")[0]  # this attempt's: attempts never share a name
+    frames_file, failures_file = f"frames/{k}-00000-0000-{nonce}.parquet", f"failures/{k}-00000-{nonce}.parquet"
+    assert stats.files == [failures_file, frames_file]
+    assert stats.commit == f"commits/{k}-00000-{nonce}.parquet"
     record = pq.read_table(tmp_path / stats.commit).to_pylist()
     assert [r["item_key"] for r in record] == ["bikes.mp4"] and json.loads(record[0]["extra"]) == {"flow": "dis"}
-    assert record[0]["ranges"] == [{"file": f"frames/{k}-00000-0000.parquet", "start": 0, "rows": 5},
-                                   {"file": f"failures/{k}-00000.parquet", "start": 0, "rows": 1}]
-    kv = pq.read_metadata(tmp_path / f"frames/{k}-00000-0000.parquet").metadata
+    assert record[0]["ranges"] == [{"file": frames_file, "start": 0, "rows": 5},
+                                   {"file": failures_file, "start": 0, "rows": 1}]
+    kv = pq.read_metadata(tmp_path / frames_file).metadata
     assert kv[b"dynocc.schema_version"] == b"1.1" and kv[b"dynocc.table"] == b"frames"
 
     frames = read_frames(str(tmp_path))
@@ -67,16 +70,32 @@ def test_round_trip_and_layout(tmp_path):
     assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]  # no temp files left
 
 
-def test_same_item_same_names_and_bytes(tmp_path):
+def test_same_item_same_rows_and_a_committed_item_is_left_alone(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     rows = some_frame_rows(indices=range(7))
     ShardWriter(str(a)).write_item("k", rows, some_failures(), seconds=2.0)
     shuffled = [rows[i] for i in (4, 0, 6, 2, 1, 5, 3)]  # input order does not matter
     ShardWriter(str(b)).write_item("k", shuffled, some_failures(), seconds=2.0)
-    assert _files(a) == _files(b)
+    assert read_frames(str(a)).equals(read_frames(str(b)))
     before = _files(a)
     ShardWriter(str(a)).write_item("k", rows, some_failures(), seconds=2.0)  # committed already: untouched
     assert _files(a) == before
+
+
+def test_an_item_committed_twice_is_read_once(tmp_path):
+    """Two jobs on one output at once: each commits v1 in its own task; readers keep the first record's."""
+    w = ShardWriter(str(tmp_path))
+    first = _write_task(w, "a", [(f"v{i}.mp4", some_frame_rows(f"v{i}", range(3)), []) for i in (0, 1)])
+    second = _write_task(w, "b", [(f"v{i}.mp4", some_frame_rows(f"v{i}", range(3)), some_failures(f"v{i}"))
+                                  for i in (1, 2)])
+    assert len(first) == len(second) == 2
+    frames = read_frames(str(tmp_path))
+    keys = sorted(zip(frames["video_id"].to_pylist(), frames["frame_index"].to_pylist()))
+    assert keys == [(f"v{i}", j) for i in range(3) for j in range(3)]  # v1 once
+    assert read_failures(str(tmp_path))["video_id"].to_pylist() == ["v2"]  # v1's copy with failures lost
+    parts = {p.url.rsplit("/", 1)[1].split("-")[0]: p for p in writer_mod.committed_parts(str(tmp_path))}
+    assert parts["a"].ranges is None and parts["b"].ranges == ((3, 3),)  # b's file: only v2's rows
+    assert [s.item_key for s in committed_items(str(tmp_path))] == ["v0.mp4", "v1.mp4", "v2.mp4"]
 
 
 def test_many_items_share_a_shard_and_one_commit_record(tmp_path):
@@ -85,7 +104,7 @@ def test_many_items_share_a_shard_and_one_commit_record(tmp_path):
              for i in range(10)]
     stats = _write_task(w, "t", items)
     assert [s.item_key for s in stats] == [f"v{i}.mp4" for i in range(10)]
-    names = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.parquet"))
+    names = sorted(re.sub(r"-[0-9a-f]{8}\.", ".", str(p.relative_to(tmp_path))) for p in tmp_path.rglob("*.parquet"))
     assert names == ["commits/t-00000.parquet", "failures/t-00000.parquet", "frames/t-00000-0000.parquet"]
     frames = read_frames(str(tmp_path))
     assert frames.num_rows == 30 and frames.column("video_id").to_pylist()[:4] == ["v0", "v0", "v0", "v1"]
@@ -103,7 +122,7 @@ def test_a_full_shard_commits_at_the_end_of_an_item_and_a_long_item_spans_shards
     task.begin_item("long.mp4", "long")
     task.add_rows(some_frame_rows("long", range(8)))  # 2 + 8 rows: shards of 3, 3, 3 and 1
     committed = task.end_item([], 1.0)
-    names = sorted(p.name for p in (tmp_path / "frames").iterdir())
+    names = sorted(re.sub(r"-[0-9a-f]{8}\.parquet", ".parquet", p.name) for p in (tmp_path / "frames").iterdir())
     assert committed == [] and names[1:] == ["t-00000-0000.parquet", "t-00000-0001.parquet", "t-00000-0002.parquet"]
     assert names[0].startswith(".t-00000-0003.parquet.tmp-")  # open: it holds the end of long.mp4
     assert not (tmp_path / "commits").exists()
@@ -112,7 +131,7 @@ def test_a_full_shard_commits_at_the_end_of_an_item_and_a_long_item_spans_shards
     committed = task.end_item([], 1.0)  # the 4th shard is full at the end of an item: commit
     assert [s.item_key for s in committed] == ["short.mp4", "long.mp4", "next.mp4"]
     long = committed[1]
-    assert [(r["file"].split("/")[1], r["start"], r["rows"]) for r in long.ranges] == [
+    assert [(re.sub(r"-[0-9a-f]{8}\.", ".", r["file"].split("/")[1]), r["start"], r["rows"]) for r in long.ranges] == [
         ("t-00000-0000.parquet", 2, 1), ("t-00000-0001.parquet", 0, 3), ("t-00000-0002.parquet", 0, 3),
         ("t-00000-0003.parquet", 0, 1)]
     assert task.close() == []
@@ -153,7 +172,7 @@ def test_a_dead_task_commits_nothing_since_its_last_commit_and_its_retry_complet
     monkeypatch.undo()
     assert len(committed_items(str(tmp_path))) == 2  # its data files were written, not committed
 
-    final = _write_task(w, "t", items)  # a third attempt: skips v0, v1; removes the dead attempts' files
+    final = _write_task(w, "t", items)  # a third attempt: skips v0, v1
     assert [s.item_key for s in final] == ["v2.mp4", "v3.mp4"]
     frames = read_frames(str(tmp_path))
     keys = list(zip(frames["video_id"].to_pylist(), frames["frame_index"].to_pylist()))
@@ -161,7 +180,7 @@ def test_a_dead_task_commits_nothing_since_its_last_commit_and_its_retry_complet
     named = {f for s in committed_items(str(tmp_path)) for f in s.files}
     on_disk = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.parquet")
                if p.relative_to(tmp_path).parts[0] != "commits"}
-    assert on_disk == named  # no leftovers
+    assert named < on_disk  # the dead attempts' files stay, named by no record: never read
 
 
 def test_invalid_rows_raise_before_writing(tmp_path):
