@@ -310,8 +310,7 @@ class _Timeline:
         seq, gop, leading = self.pending.pop(pts, (_NO_SEQ, self.gop, False)) if pts is not None \
             else (_NO_SEQ, self.gop, False)
         if corrupt:
-            if seq != _NO_SEQ:
-                self._bad(gop, seq)
+            self._bad(gop, seq)  # without its packet (_NO_SEQ): marks the group for what comes out next
             self._push(pts, None, seq, gop, leading, "flagged corrupt by the decoder")
         else:
             self._push(pts, frame, seq, gop, leading, "")
@@ -420,12 +419,12 @@ def _end_of_stream(timeline: _Timeline, container, stream, rate: float, broke: O
     """The last samples of a PyAV scan: what the timeline still holds, and a cut file's lost tail.
 
     A file with fewer packets than its header lists (MP4), or whose data stops well before the
-    end its header declares (at least 2.5 frame periods and 0.25 s short), is truncated: its last packets in *decode* order are missing, so the packet
-    cut in two, the gaps among the last frames out and the tail up to the declared end are lost
-    (``truncated``). The missing timestamps are those of the stream's nominal rate, rounded as a
-    muxer rounds them, so the rate gate picks the same positions as in the whole file. Without a
-    declared end, a container that broke off ends with an ``open_end`` sample; one that simply
-    ends is taken as complete."""
+    end its header declares (at least 2.5 frame periods and 0.25 s short), is truncated: its last
+    packets in *decode* order are missing, so the packet cut in two, the gaps among the last
+    frames out and the tail up to the declared end are lost (``truncated``). The missing
+    timestamps are those of the stream's nominal rate, rounded as a muxer rounds them, so the
+    rate gate picks the same positions as in the whole file. Without a declared end, a container
+    that broke off ends with an ``open_end`` sample; one that simply ends is taken as complete."""
     tb = stream.time_base
     end = _declared_end(container, stream)
     if end is None or tb is None or rate <= 0 or timeline.max_pts is None:
