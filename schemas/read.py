@@ -6,8 +6,7 @@ import os
 from typing import Callable, Iterable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
-from dynocc.factory.io.storage import url_fs
+from dynocc.factory.io.storage import parquet_file
 
 from .failures import validate_failures
 from .frames import validate_frames
@@ -38,11 +37,9 @@ def read_table(
     Raises :class:`SchemaError` whose message starts with the file's URL.
     """
     url = os.fspath(path_or_url)
-    fs, path = url_fs(url, storage_options)
-    with fs.open(path, "rb") as f:
-        pf = pq.ParquetFile(f)
-        kind = check_metadata(pf.schema_arrow.metadata, url, table)
-        data = pf.read(columns=list(columns) if columns is not None else None)
+    pf = parquet_file(url, storage_options)
+    kind = check_metadata(pf.schema_arrow.metadata, url, table)
+    data = pf.read(columns=list(columns) if columns is not None else None)
     try:
         return validate_table(data, kind)
     except SchemaError as e:

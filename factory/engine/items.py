@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from dynocc.factory.config import SourceOptions
 from dynocc.factory.core.miner import MinedFrame
+from dynocc.factory.io.decode import is_damage
 from dynocc.factory.io.sources import WorkItem
 
 
@@ -26,10 +27,12 @@ class ItemResult:
     frames_mined: int = 0
     pairs: int = 0
     seconds: float = 0.0
+    frames_skipped: int = 0  # frames lost to damage inside the item (io.decode's damaged stretches)
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        """Mined: no failure row, or only rows recording damaged stretches skipped inside it."""
+        return all(is_damage(f) for f in self.failures)
 
 
 

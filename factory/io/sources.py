@@ -58,7 +58,6 @@ import csv
 import glob as _glob
 import hashlib
 import inspect
-import io
 import os
 import posixpath
 from collections import defaultdict
@@ -70,7 +69,7 @@ from urllib.parse import unquote, urljoin, urlparse
 
 from dynocc.factory.io.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, InputError, list_frame_files, video_id_for
 from dynocc.factory.io.remote import REMOTE_KINDS, YTDL_PREFIX, SourceOptions, filesystem, read_bytes
-from dynocc.factory.io.storage import URL_SCHEME, is_url
+from dynocc.factory.io.storage import URL_SCHEME, arrow_bytes, is_url
 from dynocc.schemas.failures import failure_record
 
 
@@ -443,9 +442,10 @@ def _parse_list(data: bytes, name: str) -> list[str]:
     """Entries of a list file by its name's extension: parquet, csv or txt."""
     suffix = posixpath.splitext(name.lower())[1]
     if suffix in (".parquet", ".pq"):
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pq.read_table(io.BytesIO(data))
+        table = pq.ParquetFile(pa.BufferReader(arrow_bytes(data))).read()  # (not BytesIO: see storage.parquet_file)
         if table.num_columns == 0:
             return []
         lower = [c.lower() for c in table.column_names]

@@ -66,6 +66,33 @@ def open_url(url: str | os.PathLike, mode: str = "rb", storage_options: Optional
     return fsspec.open(os.fspath(url), mode, **options_for(url, storage_options), **kwargs)
 
 
+def parquet_file(url: str | os.PathLike, storage_options: Optional[dict] = None):
+    """A ``pyarrow.parquet.ParquetFile`` of a local path or URL that holds no Python object inside Arrow.
+
+    A local file is opened by Arrow itself; a remote one is fetched whole into Arrow-owned memory.
+    Not a Python file object: Arrow's IO threads keep such a file's buffers and may release them
+    after the read returned, which at interpreter exit needs the GIL and aborts the process
+    ("terminate called without an active exception": 1 in 4 to 1 in 16 CLI runs here; gdb shows an
+    Arrow IO worker in ``arrow::py::PyBuffer::~PyBuffer``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fs, path = url_fs(url, storage_options)
+    if _protocol(fs) in ("file", "local"):
+        return pq.ParquetFile(path)
+    data = fs.cat_file(path)
+    return pq.ParquetFile(pa.BufferReader(arrow_bytes(data)))
+
+
+def arrow_bytes(data: bytes):
+    """``data`` copied into an Arrow-owned buffer (see :func:`parquet_file`)."""
+    import pyarrow as pa
+
+    buf = pa.allocate_buffer(len(data))
+    memoryview(buf).cast("B")[:] = data
+    return buf
+
+
 def join_url(root: str, *parts: str) -> str:
     """``root/part/...`` for a path or a URL (one slash between parts)."""
     return "/".join([os.fspath(root).rstrip("/"), *parts])

@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dynocc.factory.io.storage import StorageRoot
+from dynocc.factory.io.storage import StorageRoot, arrow_bytes, parquet_file
 from dynocc.schemas import (
     FAILURE_SCHEMA,
     FRAME_SCHEMA,
@@ -200,6 +200,12 @@ def _conform(table: pa.Table, schema: pa.Schema) -> Optional[pa.Table]:
         return None
 
 
+def _read_small(data: bytes, columns: Optional[list[str]] = None) -> pa.Table:
+    """A small Parquet file held in memory (a commit record), read from Arrow-owned memory
+    (:func:`~dynocc.factory.io.storage.parquet_file` says why)."""
+    return pq.ParquetFile(pa.BufferReader(arrow_bytes(data))).read(columns=columns, use_threads=False)
+
+
 def _count_pairs(frames: pa.Table) -> int:
     if not frames.num_rows:
         return 0
@@ -268,7 +274,7 @@ class TaskWriter:
         self.earlier = earlier  # this task's commit records from earlier attempts
         self.done: set[str] = set()
         for rel, blob in root.cat(earlier).items():
-            self.done.update(pq.read_table(io.BytesIO(blob), columns=["item_key"])["item_key"].to_pylist())
+            self.done.update(_read_small(blob, columns=["item_key"])["item_key"].to_pylist())
         self.seq = 1 + max((_commit_number(r) for r in earlier), default=-1)
         self._file: Optional[_ShardFile] = None
         self._files: list[str] = []  # closed or open files of the current commit
@@ -522,7 +528,7 @@ def _commit_stats(root: StorageRoot, rels: list[str], batch: int = 256) -> Itera
         blobs = root.cat(chunk)
         for rel in chunk:
             if rel in blobs:
-                yield from _stats_from_record(pq.read_table(io.BytesIO(blobs[rel])), rel)
+                yield from _stats_from_record(_read_small(blobs[rel]), rel)
 
 
 def _iter_committed(root: StorageRoot) -> Iterable[ItemStats]:
@@ -567,7 +573,7 @@ def commit_records(out_url: str, storage_options: dict | None = None) -> list[st
 def record_stats(out_url: str, record: str, storage_options: dict | None = None) -> list[ItemStats]:
     """The items one commit record (relative name) names."""
     root = StorageRoot(out_url, storage_options)
-    return _stats_from_record(pq.read_table(io.BytesIO(root.fs.cat_file(root.path(record)))), record)
+    return _stats_from_record(_read_small(root.fs.cat_file(root.path(record))), record)
 
 
 @dataclass(frozen=True)
@@ -625,10 +631,7 @@ def read_part(part: CommittedPart, storage_options: dict | None = None, kind: st
               columns: Optional[list[str]] = None) -> pa.Table:
     """The committed rows of one part, validated (``columns``: only these, not validated)."""
     if columns is not None:
-        from dynocc.factory.io.storage import open_url
-
-        with open_url(part.url, "rb", storage_options) as f:
-            table = pq.read_table(f, columns=columns)
+        table = parquet_file(part.url, storage_options).read(columns=columns)
     else:
         table = read_table(part.url, storage_options, table=kind)
     if part.ranges is None:
@@ -669,7 +672,7 @@ def read_summary(out_url: str, storage_options: dict | None = None) -> dict | No
 def _without_ranges(root: StorageRoot, rel: str, drop: list[dict]) -> tuple[Optional[str], Callable[[int], int]]:
     """Rewrite data file ``rel`` without the row ranges ``drop`` under a new name; returns the new
     name (None if no row is left) and the map from a kept row's old index to its new one."""
-    table = pq.read_table(io.BytesIO(root.fs.cat_file(root.path(rel))))
+    table = _read_small(root.fs.cat_file(root.path(rel)))
     dropped = sorted((r["start"], r["start"] + r["rows"]) for r in drop)
     spans, start = [], 0
     for a, b in dropped + [(table.num_rows, table.num_rows)]:
@@ -705,7 +708,7 @@ def forget_items(out_url: str, stats: list[ItemStats], storage_options: dict | N
     forget = {s.item_key for s in stats}
     records = sorted({s.commit for s in stats if s.commit})
     for record in records:
-        items = _stats_from_record(pq.read_table(io.BytesIO(root.fs.cat_file(root.path(record)))), record)
+        items = _stats_from_record(_read_small(root.fs.cat_file(root.path(record))), record)
         gone = [s for s in items if s.item_key in forget]
         kept = [s for s in items if s.item_key not in forget]
         renamed: dict[str, tuple[Optional[str], Callable[[int], int]]] = {}
