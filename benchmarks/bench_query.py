@@ -53,7 +53,7 @@ def build(out: str, pairs: int, videos: int, frames: int, seed: int = 0) -> dict
     jpeg = jpeg.tobytes()
     w, h = 640, 360
     per_frame = max(1, pairs // (videos * frames))
-    writer = ShardWriter(out, rows_per_shard=512)
+    writer = ShardWriter(out)
     total = 0
     for v in range(videos):
         dataset = "dynocc" if v % 4 else "redweb"

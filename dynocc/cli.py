@@ -19,7 +19,8 @@ from .config_loader import (ConfigError, add_model_flags, add_setting_flags, jso
                             model_from_flags, setting_overrides)
 from .factory.config import RAY_ONLY_SETTINGS, EngineConfig, MinerConfig, StereoJobConfig
 from .factory.engine.items import ItemResult
-from .factory.engine.job import EXIT_OK, EXIT_USAGE, JobSummary, MineUsageError, run_mine_job
+from .factory.engine.job import (EXIT_OK, EXIT_STORAGE, EXIT_USAGE, JobSummary, MineUsageError, StorageDownError,
+                                  run_mine_job)
 
 
 # The dedicated setting flags of each mining command: flag -> dotted key of its config model. Type,
@@ -196,6 +197,10 @@ def _run_mine(args, config) -> int:
     except MineUsageError as e:
         print(f"dynocc {args.command}: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except StorageDownError as e:
+        progress.close()
+        print(f"dynocc {args.command}: {args.out}: {e}", file=sys.stderr)
+        return EXIT_STORAGE
     finally:
         progress.close()
     if engine.dry_run:

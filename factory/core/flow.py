@@ -33,6 +33,33 @@ def to_gray(frame_rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY) if frame_rgb.ndim == 3 else frame_rgb
 
 
+def dis_calc(dis, a: np.ndarray, b: np.ndarray, flow: np.ndarray | None = None) -> np.ndarray:
+    """``dis.calc(a, b, flow)`` for grey frames of any size.
+
+    OpenCV's DIS builds its pyramid from the image size; when the image is too small for the
+    preset (coarsest scale < finest scale) it picks another pyramid from the *width* alone. That
+    path raises for images under 12 px, reads out of bounds (a segfault: the whole worker dies)
+    on short wide images (e.g. 25x100, a 100x400 video in :func:`frame_motion`), and keeps the
+    patch size and finest scale it picked for every later call on the instance. Frames smaller
+    than the preset needs (short side ``patch << finest``, long side ``4 * patch * 2**(finest - 1/2)``)
+    are therefore padded, edge pixels repeated, to that size, and the flow is cropped back.
+    """
+    h, w = a.shape[:2]
+    p, s = dis.getPatchSize(), dis.getFinestScale()
+    short, long_ = (p << s) + 1, int(4 * p * 2 ** (s - 0.5)) + 2  # +1/+2: clear of DIS's float rounding
+    H, W = max(h, short), max(w, short)
+    if max(H, W) < long_:
+        H, W = (H, long_) if W >= H else (long_, W)
+    if (H, W) == (h, w):
+        return dis.calc(a, b, flow)
+
+    def pad(x):
+        return cv2.copyMakeBorder(np.ascontiguousarray(x), 0, H - h, 0, W - w, cv2.BORDER_REPLICATE)
+
+    out = dis.calc(pad(a), pad(b), None if flow is None else pad(flow))
+    return np.ascontiguousarray(out[:h, :w])
+
+
 _MOTION = threading.local()  # one DIS ultrafast per thread (the miner's flow runs in another)
 
 
@@ -48,7 +75,7 @@ def frame_motion(gray_a: np.ndarray, gray_b: np.ndarray, scale: int = 4) -> floa
     def small(g):
         return np.clip(cv2.resize(np.asarray(g, np.float32), size, interpolation=cv2.INTER_AREA), 0, 255).astype(np.uint8)
 
-    f = dis.calc(small(gray_a), small(gray_b), None)
+    f = dis_calc(dis, small(gray_a), small(gray_b))
     return float(np.median(cv2.magnitude(f[..., 0], f[..., 1]))) * (w / size[0])
 
 
@@ -79,12 +106,12 @@ class DISFlow:
         return grey
 
     def flows(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-        return [self._dis.calc(self._grey(a), self._grey(b), None) for a, b in pairs]
+        return [dis_calc(self._dis, self._grey(a), self._grey(b)) for a, b in pairs]
 
     def flows_from(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], initial: Sequence[np.ndarray]) -> list[np.ndarray]:
         """As :meth:`flows`, each started from an initial flow (DIS refines it from its coarsest scale on;
         :func:`dynocc.factory.core.stereo.initial_disparity` gives one for displacements DIS cannot find alone)."""
-        return [self._dis.calc(self._grey(a), self._grey(b), np.array(f, np.float32, copy=True))
+        return [dis_calc(self._dis, self._grey(a), self._grey(b), np.array(f, np.float32, copy=True))
                 for (a, b), f in zip(pairs, initial)]
 
 

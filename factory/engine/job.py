@@ -21,6 +21,7 @@ and runs :func:`mine_task` over chunks of ``items_per_task`` items.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import time
@@ -33,18 +34,20 @@ from dynocc.factory.engine.items import ItemResult
 from dynocc.factory.engine.miners import item_miner_for, resolver_for
 from dynocc.factory.engine.preflight import MineUsageError, check_job
 from dynocc.factory.io.sources import WorkItem, resolve_inputs
+from dynocc.factory.io.storage import is_transient
 from dynocc.factory.io.writer import ItemStats, ShardWriter, committed_items_among, forget_items, task_key
-from dynocc.schemas import failure_row
+from dynocc.schemas import SchemaError, failure_row
 
-__all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "EXIT_NOTHING", "MineUsageError", "JobSummary", "MinePlan",
+__all__ = ["EXIT_STORAGE", "StorageDownError", "stop_if_storage_down", "WRITE_ATTEMPTS", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "EXIT_NOTHING", "MineUsageError", "JobSummary", "MinePlan",
            "plan_mine_job", "plan_keys", "plan_rows", "mine_task", "account", "run_mine_job", "resolve_key", "work_row", "failure_work_row",
-           "engine_settings", "stats_row", "result_from_stats_row", "MAX_FAILURES_KEPT"]
+           "engine_settings", "stats_row", "storage_errors_stop_the_job", "result_from_stats_row", "MAX_FAILURES_KEPT"]
 
 # Exit codes of `dynocc mine` (documented in the README).
 EXIT_OK = 0
 EXIT_PARTIAL = 1  # some inputs failed, the rest were mined
 EXIT_USAGE = 2  # bad flags or config: nothing was run
 EXIT_NOTHING = 3  # every input failed
+EXIT_STORAGE = 4  # the output storage failed for good: the job stopped (rerun to resume)
 
 MAX_FAILURES_KEPT = 1000  # failure rows the summary keeps for display (all are counted and committed)
 
@@ -133,51 +136,94 @@ def _failed_input(row: dict) -> ItemResult:
     return ItemResult(row["input"], row.get("video_id") or None, [], [rec])
 
 
+WRITE_ATTEMPTS = 4  # ours: tries of the items since a task's last commit when the storage fails
+_BACKOFF_S = (1.0, 4.0, 15.0)  # ours: waits before the 2nd, 3rd and 4th try (a 503 SlowDown burst lasts seconds)
+
+
+class StorageDownError(RuntimeError):
+    """The output storage refused every write of a task ``WRITE_ATTEMPTS`` times: the job stops
+    (``dynocc mine`` exits :data:`EXIT_STORAGE`); a rerun once it is back completes the job."""
+
+
 def mine_task(miner, writer: ShardWriter, rows: list[dict],
-              on_frame: Optional[Callable[[str, MinedFrame], None]] = None, node: str = "") -> Iterator[dict]:
+              on_frame: Optional[Callable[[str, MinedFrame], None]] = None, node: str = "",
+              sleep: Callable[[float], None] = time.sleep) -> Iterator[dict]:
     """Mine and commit the work rows of one task; yield one :func:`stats_row` per committed item.
 
     Items an earlier attempt of this very task committed (a retry after a crash) are skipped.
     Frame rows stream into the writer as the miner makes them (memory stays bounded, whatever the
-    video's length). If the storage fails, the items since the last commit are recorded as
-    ``stage='write'`` failures (committed if the storage lets us; else reported uncommitted).
-    ``node``: where it runs (the Ray node id), recorded in the commit records.
+    video's length).
+
+    Storage faults: each request is retried by the storage client (botocore/s3fs for S3, with the
+    job's ``storage_options``) and each small object (failures, commit record) by
+    :class:`~dynocc.factory.io.storage.StorageRoot`. A streamed shard cannot be replayed, so when a
+    write still fails, the items since the last commit are dropped and mined again, after a wait,
+    up to :data:`WRITE_ATTEMPTS` times in all. Then the task gives up: its remaining items are
+    reported uncommitted with ``storage_down`` (the engines stop the job). A row that does not fit
+    the schema (a bug, not the storage) becomes a ``stage='write'`` failure row at once.
     """
     task = writer.task(task_key(r["key"] for r in rows))
     results: dict[str, ItemResult] = {}
+    fails = 0
 
     def committed(stats: list[ItemStats]) -> Iterator[dict]:
         for s in stats:
             yield stats_row(results.pop(s.item_key), s.frames, committed=True)
 
-    for row in rows:
-        if row["key"] in task.done:
-            continue
-        item = WorkItem(row["input"], row["video_id"], row["kind"])
-        task.begin_item(row["key"], item.video_id)
+    i = 0
+    while i <= len(rows):
         try:
-            if row.get("failure"):
-                result = _failed_input(row)
-            else:
-                hook = (lambda mined, vid=item.video_id: on_frame(vid, mined)) if on_frame else None
-                prefetched = row.get("prefetched")
-                result = miner.mine(item, on_frame=hook, on_row=lambda r: task.add_rows([r]),
-                                    prefetched=pickle.loads(prefetched) if prefetched else None)
-            result.item_key = row["key"]
+            if i == len(rows):
+                yield from committed(task.close())
+                return
+            row = rows[i]
+            if row["key"] in task.done:
+                i += 1
+                continue
+            result = _mine_row(miner, task, row, on_frame, node)
             results[row["key"]] = result
             done = task.end_item(result.failures, result.seconds, {**item_extra_stats(result), "node": node})
-        except Exception as e:  # the storage (or a schema check) failed while writing
+        except SchemaError as e:  # a bug in the rows: no retry helps
             task.abort_item()
-            yield from _write_failed(writer, rows, results, row, e)
+            yield from _write_failed(writer, rows, results, rows[i] if i < len(rows) else None, e)
             return
+        except Exception as e:  # the storage failed (after the client's own retries)
+            task.abort_item()
+            fails += 1
+            if fails >= WRITE_ATTEMPTS:
+                yield from _storage_down(rows, task, e)
+                return
+            sleep(_BACKOFF_S[min(fails, len(_BACKOFF_S)) - 1])
+            results.clear()
+            i = 0  # again from the first item no commit names
+            continue
         yield from committed(done)
-    try:
-        done = task.close()
-    except Exception as e:
-        task.abort_item()
-        yield from _write_failed(writer, rows, results, None, e)
-        return
-    yield from committed(done)
+        i += 1
+
+
+def _mine_row(miner, task, row: dict, on_frame, node: str) -> ItemResult:
+    item = WorkItem(row["input"], row["video_id"], row["kind"])
+    task.begin_item(row["key"], item.video_id)
+    if row.get("failure"):
+        result = _failed_input(row)
+    else:
+        hook = (lambda mined, vid=item.video_id: on_frame(vid, mined)) if on_frame else None
+        prefetched = row.get("prefetched")
+        result = miner.mine(item, on_frame=hook, on_row=lambda r: task.add_rows([r]),
+                            prefetched=pickle.loads(prefetched) if prefetched else None)
+    result.item_key = row["key"]
+    return result
+
+
+def _storage_down(rows: list[dict], task, e: Exception) -> Iterator[dict]:
+    """The task's items no commit names, reported uncommitted: the storage is down."""
+    message = f"the output storage failed {WRITE_ATTEMPTS} times: {type(e).__name__}: {e}"
+    for row in rows:
+        if row["key"] not in task.done:
+            result = ItemResult(row["key"], row.get("video_id") or None, [],
+                                [failure_row(row["input"], "write", "storage_down", message,
+                                             video_id=row.get("video_id") or None, attempts=WRITE_ATTEMPTS)])
+            yield stats_row(result, 0, committed=False, storage_down=True)
 
 
 def _write_failed(writer: ShardWriter, rows: list[dict], results: dict[str, ItemResult], current: Optional[dict],
@@ -202,10 +248,11 @@ def _write_failed(writer: ShardWriter, rows: list[dict], results: dict[str, Item
 _FAILURE_KEYS = ("input", "video_id", "stage", "error_type", "message", "attempts")
 
 
-def stats_row(result: ItemResult, frames: int, committed: bool) -> dict:
+def stats_row(result: ItemResult, frames: int, committed: bool, storage_down: bool = False) -> dict:
     """What a task reports per item: counts and failure rows, never frames (they are in the shards)."""
     failures = [{k: f.get(k) for k in _FAILURE_KEYS} for f in result.failures]
     return {
+        "storage_down": bool(storage_down),
         "item_key": result.item_key,
         "video_id": result.video_id or "",
         "frames": int(frames),
@@ -217,6 +264,26 @@ def stats_row(result: ItemResult, frames: int, committed: bool) -> dict:
         "seconds": float(result.seconds),
         "committed": bool(committed),
     }
+
+
+@contextlib.contextmanager
+def storage_errors_stop_the_job(out: str) -> Iterator[None]:
+    """A storage error that outlived the retries, while planning or finishing: :class:`StorageDownError`."""
+    try:
+        yield
+    except Exception as e:
+        if not is_transient(e):
+            raise
+        raise StorageDownError(f"stopped: cannot reach the output storage ({type(e).__name__}: {e}); Rerun the same "
+                               f"command once the storage answers: committed videos are kept, the rest is mined") from None
+
+
+def stop_if_storage_down(row: dict) -> None:
+    """Raise :class:`StorageDownError` for a stats row of a task that gave up on the storage."""
+    if row.get("storage_down"):
+        message = json.loads(row["failures_json"])[0]["message"] if row["failures"] else "the storage failed"
+        raise StorageDownError(f"stopped: {message}; nothing more can be committed. Rerun the same command "
+                               f"once the storage answers: committed videos are kept, the rest is mined")
 
 
 def result_from_stats_row(row: dict) -> tuple[ItemResult, int]:
@@ -320,7 +387,8 @@ def run_mine_job(
     start = time.perf_counter()
     summary = JobSummary()
     writer = ShardWriter(out, shard_size_mb=eng.shard_size, storage_options=storage_options)
-    plan = plan_mine_job(inputs, out, storage_options, eng.retry_failed, config.source, resolver_for(config))
+    with storage_errors_stop_the_job(out):
+        plan = plan_mine_job(inputs, out, storage_options, eng.retry_failed, config.source, resolver_for(config))
     summary.videos_skipped = plan.skipped
     summary.to_mine = len(plan.rows)
     if on_start:
@@ -328,14 +396,17 @@ def run_mine_job(
     if eng.dry_run:
         summary.seconds = time.perf_counter() - start
         return summary
-    forget_items(out, plan.forget, storage_options)
+    with storage_errors_stop_the_job(out):
+        forget_items(out, plan.forget, storage_options)
     worker = item_miner_for(config) if any(not r["failure"] for r in plan.rows) else None
     for rows in chunks(plan.rows, eng.items_per_task):
         for row in mine_task(worker, writer, rows, on_frame=on_frame):
+            stop_if_storage_down(row)
             result, frames = result_from_stats_row(row)
             account(summary, result, frames_written=frames)
             if progress:
                 progress(result, summary)
     summary.seconds = time.perf_counter() - start
-    writer.finalize(summary.as_dict())
+    with storage_errors_stop_the_job(out):
+        writer.finalize(summary.as_dict())
     return summary

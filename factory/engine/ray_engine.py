@@ -46,6 +46,7 @@ A pool the cluster cannot hold raises :class:`.job.MineUsageError` before anythi
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -68,6 +69,9 @@ from dynocc.factory.engine.job import (
     plan_keys,
     plan_rows,
     result_from_stats_row,
+    StorageDownError,
+    stop_if_storage_down,
+    storage_errors_stop_the_job,
 )
 from dynocc.factory.engine.miners import item_miner_for, media_for
 from dynocc.factory.engine.preflight import check_job
@@ -290,7 +294,7 @@ def run_mine_job_ray(
     writer = ShardWriter(out, shard_size_mb=eng.shard_size, storage_options=storage_options)
     started = _init_ray(eng.address, eng.ray_logs)
     try:
-        with _errored_blocks_dropped(), quiet_ray(not eng.ray_logs):
+        with _errored_blocks_dropped(), quiet_ray(not eng.ray_logs), storage_errors_stop_the_job(out):
             _run(inputs, out, config, storage_options, eng, writer, summary, progress, on_start, max_restarts)
     finally:
         if started:
@@ -299,7 +303,8 @@ def run_mine_job_ray(
             ray.shutdown()
     summary.seconds = time.perf_counter() - start
     if not eng.dry_run:
-        writer.finalize(summary.as_dict())
+        with storage_errors_stop_the_job(out):
+            writer.finalize(summary.as_dict())
     return summary
 
 
@@ -360,11 +365,14 @@ def _run(inputs, out, config, storage_options, eng: EngineConfig, writer: ShardW
                 if key in seen:
                     continue
                 seen.add(key)
+            stop_if_storage_down(row)  # a task gave up on the storage: the job stops here
             reported += 1
             result, frames = result_from_stats_row(row)
             if not row["committed"]:  # the actor could not even write its failure row: the driver tries
                 _commit_failures(writer, result)
             report(result, frames)
+    except StorageDownError:
+        raise
     except Exception as e:  # the dataset as a whole failed: the reconciliation below records the rest
         dataset_error = e
         print(f"ray: the mining dataset failed: {short_error(e)}", file=sys.stderr, flush=True)
@@ -390,7 +398,13 @@ def _run(inputs, out, config, storage_options, eng: EngineConfig, writer: ShardW
             for row in mine_task(None, writer, _lost_rows(rows, message, attempts)):
                 report(*result_from_stats_row(row))
         return
-    # Large jobs: the items no commit names are found by the same anti-join, in Ray tasks.
+    # Large jobs: the items no commit names are found by the same anti-join, in Ray tasks -- when
+    # some are missing. The mining pool goes first: its actors hold the CPUs the join needs (measured:
+    # on 2 CPUs the join waited for them forever while the finished pipeline was still referenced).
+    if reported >= summary.to_mine and dataset_error is None:
+        return
+    del ds
+    gc.collect()
     lost_ds = ray_plan.not_committed(todo, out, storage_options, summary.to_mine)
     recorded = lost_ds.map_batches(_record_lost, batch_size=256,
                                    fn_kwargs={"writer": writer, "message": message, "attempts": attempts})
@@ -428,8 +442,10 @@ def _pipeline(todo, writer: ShardWriter, config, eng: EngineConfig, pool: int, p
         )
 
 
-# A download is mostly waiting: fetch_concurrency tasks of this size share one CPU.
-FETCH_CPUS = 0.125
+# A download is mostly waiting: fetch tasks reserve no CPU, and fetch_concurrency bounds how many run.
+# (Measured: with 0.125 CPU each, 3 fetch tasks plus a pool of 2 one-CPU actors on 2 CPUs waited
+# for each other forever: the fetch tasks held their share while their outputs waited for an actor.)
+FETCH_CPUS = 0.0
 
 
 def _forget_failed_on_ray(rows_ds, out: str, storage_options: Optional[dict], n: int) -> None:
@@ -441,7 +457,7 @@ def _forget_failed_on_ray(rows_ds, out: str, storage_options: Optional[dict], n:
         return
     keys = rows_ds.map_batches(_keys_to_recheck)
     hits = failed.join(keys, join_type="inner", num_partitions=ray_plan.partitions(n), on=("item_key",))
-    done = hits.groupby("record").map_groups(_forget_in_record, fn_kwargs={"out": out,
+    done = hits.groupby("record", num_partitions=ray_plan.partitions(n)).map_groups(_forget_in_record, fn_kwargs={"out": out,
                                                                           "storage_options": storage_options})
     for _ in done.iter_rows():
         pass

@@ -208,6 +208,9 @@ def _failure_rows(batch: dict) -> dict:
 
 
 def partitions(n: int) -> int:
+    """Hash partitions of a shuffle over ``n`` rows: ~200K rows each, at least 4. Always given
+    explicitly: Ray Data's default (``default_hash_shuffle_parallelism``, 200 aggregator actors)
+    asks a 2-CPU machine for 200 CPUs and waits forever."""
     return max(4, math.ceil(n / 200_000))
 
 
@@ -217,12 +220,12 @@ def dedup_dataset(resolved, n: int):
 
     parts = partitions(n)
     items = resolved.map_batches(_split, fn_kwargs={"failed": False})
-    winners = items.map_batches(_pack).groupby("dkey").aggregate(Min("packed")).map_batches(_unpack)
-    counts = winners.groupby("base_id").count()
+    winners = items.map_batches(_pack).groupby("dkey", num_partitions=parts).aggregate(Min("packed")).map_batches(_unpack)
+    counts = winners.groupby("base_id", num_partitions=parts).count()
     named = winners.join(counts, join_type="inner", num_partitions=parts, on=("base_id",)).map_batches(_named)
     failed = resolved.map_batches(_split, fn_kwargs={"failed": True}).map_batches(
         lambda b: {"input": list(b["input"]), "failure": list(b["failure"])})
-    failures = failed.groupby("input").aggregate(Min("failure")).map_batches(_failure_rows)
+    failures = failed.groupby("input", num_partitions=parts).aggregate(Min("failure")).map_batches(_failure_rows)
     return named.union(failures)
 
 

@@ -68,6 +68,7 @@ import heapq
 import importlib.util
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -81,6 +82,11 @@ from dynocc.factory.config import DecodeConfig
 from dynocc.schemas.failures import failure_record
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+MAX_FRAME_PIXELS = 1 << 26
+"""Largest frame decoded (ours: 8192 x 8192 pixels, 192 MB as RGB): a frame the header declares
+bigger is a lost frame (``damaged_frames``; a video with no other frame is ``not_a_video``). Every
+frame is shrunk to ``max_long_side`` anyway; this bounds what a few bytes declaring 30000x30000 can
+make a decoder allocate."""
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
      ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".y4m"}
@@ -361,8 +367,9 @@ def _scan_pyav(source: str, step: int, fps: Optional[float] = None) -> Iterator[
     with slice threads. Damage: see :class:`_Timeline`; a file that ends before the duration its
     header declares (a download that stopped) loses its tail (``truncated``), and a container
     that breaks off mid-stream without a declared duration ends with an ``open_end`` sample."""
+    limit = {"max_pixels": str(MAX_FRAME_PIXELS)}  # FFmpeg refuses larger frames before allocating them
     try:
-        container = av.open(source)
+        container = av.open(source, options=limit)  # (probing the streams decodes a frame too)
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise _PyAVCannotOpen(str(exc)) from exc
     try:
@@ -371,6 +378,9 @@ def _scan_pyav(source: str, step: int, fps: Optional[float] = None) -> Iterator[
                 return
             raise InputError("not_a_video", f"{source}: no video stream (audio or data only)", source=source)
         stream = container.streams.video[0]
+        if stream.codec_context is None:  # an unknown codec (a damaged codec tag): PyAV opens no decoder
+            raise InputError("not_a_video", f"{source}: no decoder for its video stream", source=source)
+        stream.codec_context.options = limit  # a larger frame: the packet is rejected (damage), nothing allocated
         stream.thread_type = "SLICE"
         stream.thread_count = 1
         rate = float(stream.average_rate or stream.guessed_rate or 25)
@@ -516,11 +526,44 @@ def _scan_folder(folder: str, step: int) -> Iterator[_Sample]:
         raise InputError("empty_folder", f"{folder}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))})",
                          source=folder)
     for path in files[::step]:
+        rgb, why = _read_image(path)
+        yield _Sample(rgb) if rgb is not None else _Sample(None, DAMAGED_FRAMES, why)
+
+
+def _too_large(path: Path) -> str:
+    """Why an image of a frame folder is too large to decode, from its header alone (Pillow reads
+    the header, not the pixels); '' when it is not, or when Pillow does not know the format (OpenCV
+    then decides)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+    except Image.DecompressionBombError as e:  # over 2 x Image.MAX_IMAGE_PIXELS: over ours too
+        return f"image {path.name} is too large ({e})"
+    except Exception:  # noqa: BLE001 - not an image Pillow reads, a bad header
+        return ""
+    if w * h > MAX_FRAME_PIXELS:
+        return f"image {path.name} declares {w}x{h} pixels (more than {MAX_FRAME_PIXELS})"
+    return ""
+
+
+def _read_image(path: Path) -> tuple[Optional[np.ndarray], str]:
+    """One image of a frame folder as RGB, or None and why it is a lost frame: it does not read,
+    or its header declares more than :data:`MAX_FRAME_PIXELS` (a few bytes can declare 30000x30000,
+    which OpenCV would allocate and decode: gigabytes and minutes)."""
+    why = _too_large(path)
+    if why:
+        return None, why
+    try:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            yield _Sample(None, DAMAGED_FRAMES, f"unreadable image {path.name}")
-        else:
-            yield _Sample(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    except cv2.error:  # OpenCV raises for some headers (sizes past its own limit) instead of returning None
+        bgr = None
+    if bgr is None:
+        return None, f"unreadable image {path.name}"
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), ""
 
 
 # --------------------------------------------------------------------------- public readers

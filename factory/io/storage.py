@@ -17,11 +17,27 @@ import uuid
 from typing import BinaryIO, Iterator, Optional, Sequence
 
 import fsspec
+import tenacity
 from fsspec.core import url_to_fs
 
 # Uploads to these stores are atomic (an object appears only when complete), and
 # rename would be a copy: write in place.
 _ATOMIC_PUT_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory", "oss", "r2"}
+
+
+def is_transient(e: BaseException) -> bool:
+    """A storage error another try may cure: not a missing bucket, a refused permission or a bad path.
+    (s3fs turns S3's answers into ``OSError``s; connection errors come as botocore's or aiohttp's own.)"""
+    if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)):
+        return False
+    return isinstance(e, (OSError, TimeoutError)) or type(e).__module__.split(".")[0] in (
+        "botocore", "aiobotocore", "aiohttp", "urllib3")
+
+
+# ours: 4 tries, 0.5 -> 1 -> 2 s apart (tenacity); longer outages are the mining task's to wait out.
+# Used for whole small objects and for listings and reads: all can simply be done again.
+PUT_RETRY = tenacity.retry(retry=tenacity.retry_if_exception(is_transient), stop=tenacity.stop_after_attempt(4),
+                           wait=tenacity.wait_exponential(multiplier=0.5, max=4), reraise=True)
 
 
 URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -144,7 +160,12 @@ class StorageRoot:
         return self.to_url(rel)
 
     def put_path(self, path: str, data: bytes) -> None:
-        """:meth:`put` for a path of this filesystem (e.g. from :meth:`path`)."""
+        """:meth:`put` for a path of this filesystem (e.g. from :meth:`path`), retried: a whole small
+        object can simply be sent again (:data:`PUT_RETRY`; on S3 botocore retries each request
+        first, as the job's ``storage_options`` configure it)."""
+        PUT_RETRY(self._put_path)(path, data)
+
+    def _put_path(self, path: str, data: bytes) -> None:
         parent = path.rsplit("/", 1)[0]
         if _protocol(self.fs) in _ATOMIC_PUT_PROTOCOLS:
             self.fs.pipe_file(path, data)
@@ -203,7 +224,10 @@ class StorageRoot:
         return self.fs.exists(path)
 
     def glob(self, rel_pattern: str) -> list[str]:
-        """Relative paths matching a glob, sorted."""
+        """Relative paths matching a glob, sorted (retried as :data:`PUT_RETRY`)."""
+        return PUT_RETRY(self._glob)(rel_pattern)
+
+    def _glob(self, rel_pattern: str) -> list[str]:
         self.fs.invalidate_cache(self.path(rel_pattern.split("/", 1)[0]))
         prefix = self.root.rstrip("/") + "/"
         found = self.fs.glob(self.path(rel_pattern))
@@ -226,6 +250,10 @@ class StorageRoot:
                       if p.startswith(prefix) and p.rsplit("/", 1)[-1].startswith(name_prefix))
 
     def cat(self, rels: Sequence[str]) -> dict[str, bytes]:
+        """The bytes of ``rels`` that exist (retried as :data:`PUT_RETRY`)."""
+        return PUT_RETRY(self._cat)(rels)
+
+    def _cat(self, rels: Sequence[str]) -> dict[str, bytes]:
         if not rels:
             return {}
         paths = [self.path(r) for r in rels]

@@ -315,13 +315,14 @@ class TaskWriter:
         return []
 
     def abort_item(self) -> None:
-        """Drop the current item (its rows already streamed stay unnamed: never committed)."""
+        """Drop everything since the last commit (the current item and the ones pending with it):
+        their rows, already streamed, stay in files no record names. Call after a write failed;
+        then write those items again (:attr:`done` says which are committed)."""
         self._buffer, self._buffered, self._item = [], 0, None
-        if self._file is not None:  # the open file holds rows of an item that will not commit
+        if self._file is not None:
             self._file.abandon()
             self._file = None
-            self._pending = []  # the items before it in that file cannot commit either
-            self._files = []
+        self._pending, self._files = [], []
 
     def _require_item(self) -> _Pending:
         if self._item is None:

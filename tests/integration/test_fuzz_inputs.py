@@ -24,14 +24,9 @@ What must hold (each test):
 
 :func:`test_fuzzed_inputs` runs the few hundred fuzzed inputs; :func:`test_pathological_inputs`
 the inputs that take a decoder or the flow to its limits (thin and 1x1 frames, thousands of
-frames, headers declaring huge images, the largest image a decoder accepts). Both are marked
-``xfail(strict=True)`` until the product fixes named in their reasons land (then an XPASS fails
-them, and the marker goes): a bit flip in an MP4's codec tag raises AttributeError while decoding;
-a thin video segfaults OpenCV's DIS flow (the worker dies: ``worker_lost``, with the rest of its
-task), 1x1 frames raise in DIS (``stage='mine'``), a few-byte image in a frame folder that
-declares 65500x65500 raises in OpenCV (the whole folder fails) and one declaring 16000x16000 makes
-OpenCV decode it (1.6 GB).
-"""
+frames, headers declaring huge images, the largest image a decoder accepts). Both held only after
+fixes they drove (see their history): a bit flip in an MP4's codec tag, thin and tiny frames in
+OpenCV's DIS flow, and image headers declaring huge sizes.
 
 from __future__ import annotations
 
@@ -435,22 +430,12 @@ def check_outcome(corpus: Corpus, out: Path, run: Run) -> dict:
 # --------------------------------------------------------------------------- the tests
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "one bit-flipped MP4 (flip_faststart_17.mp4: its codec tag is damaged) has no decoder: PyAV leaves "
-    "stream.codec_context None and decode._scan_pyav raises AttributeError (a stage 'mine' row). Fix: "
-    "InputError('not_a_video') when stream.codec_context is None; then remove this marker"))
 def test_fuzzed_inputs(ray_local, tmp_path):
     corpus = fuzzed_corpus(tmp_path / "in")
     assert len(corpus.all) >= 250
     check_outcome(corpus, tmp_path / "out", run_job(corpus, tmp_path / "out"))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "not survived yet: OpenCV's DIS segfaults on thin frames (frame_motion's 25x100 image of a 100x400 video, "
-    "or a 12x96 frame: worker_lost, with the other items of the task) and raises under 12 px (1x1 frames: stage "
-    "'mine'); a frame-folder image declaring 65500x65500 raises in cv2.imread (the folder fails), one "
-    "declaring 16000x16000 is decoded (1.6 GB). Fixes: core/flow.py pads frames too small for the DIS preset; "
-    "io/decode.py checks image headers against a pixel limit and gives FFmpeg max_pixels; then remove this marker"))
 def test_pathological_inputs(ray_local, tmp_path):
     corpus = pathological_corpus(tmp_path / "in")
     check_outcome(corpus, tmp_path / "out", run_job(corpus, tmp_path / "out"))

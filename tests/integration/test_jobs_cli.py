@@ -14,10 +14,10 @@ from support import run_cli, write_spec
 
 def test_the_cli_reports_a_bad_spec_without_a_traceback(tmp_path):
     spec = write_spec(tmp_path / "bad.yaml", command="mine", inputs=["a.mp4"], out="out", engine="ray",
-                      rows_per_shard="many", miner={"seed": "x"})
+                      shard_size="many", miner={"seed": "x"})
     r = run_cli("mine", "--job", spec)
     assert r.returncode == 2
-    assert "rows_per_shard" in r.stderr and "miner.seed" in r.stderr and "Traceback" not in r.stderr
+    assert "shard_size" in r.stderr and "miner.seed" in r.stderr and "Traceback" not in r.stderr
     for text, message in (("- just\n- a list\n", "must hold a mapping"), ("command: [\n", "not valid YAML")):
         (tmp_path / "x.yaml").write_text(text)
         r = run_cli("mine", "--job", tmp_path / "x.yaml")
@@ -41,7 +41,7 @@ def clips(tmp_path_factory) -> Path:
 def test_a_local_job_spec_runs_with_dynocc_mine_job(clips, tmp_path):
     out = tmp_path / "mined"
     spec = write_spec(tmp_path / "local.yaml", command="mine", inputs=[str(clips / "clip1.mp4"), str(clips / "clip2.mp4")],
-                      out=str(out), engine="local", rows_per_shard=4, miner={"dataset": "from-spec", "seed": 3})
+                      out=str(out), engine="local", items_per_task=1, miner={"dataset": "from-spec", "seed": 3})
     r = run_cli("mine", "--job", spec, "--quiet")
     assert r.returncode == 0, r.stderr
     assert "videos ok: 2  failed: 0" in r.stdout
@@ -50,7 +50,7 @@ def test_a_local_job_spec_runs_with_dynocc_mine_job(clips, tmp_path):
     assert set(table["dataset"].to_pylist()) == {"from-spec"}
     assert sum(len(o) for o in table["pair_ordinal"].to_pylist()) > 0
     assert (out / "_SUCCESS").exists()
-    assert len(list((out / "frames").glob("*.parquet"))) >= 2
+    assert len(list((out / "frames").glob("*.parquet"))) == 2  # the spec's items_per_task: 1
 
     # rerun: resumes (nothing left to mine); a flag overrides the spec's out
     r = run_cli("mine", "--job", spec, "--quiet")

@@ -15,7 +15,7 @@ raylet is SIGKILLed: its actor, its workers and the node are lost. Then:
 * both nodes mined: the commit records name the head and the second node;
 * every video is committed: with its frames, or as a ``worker_lost`` failure row (no other failure);
 * a rerun with ``--retry-failed`` on the cluster that is left (the head alone) mines only the lost
-  videos, and the rows equal those of an uninterrupted run (``--engine local``) exactly, with no
+  videos, and the rows equal those of an uninterrupted run (the local engine) exactly, with no
   duplicate (video_id, frame_index).
 
 `test_mine_...` runs `dynocc mine --address`; `test_submit_...` submits the same job as a job spec
@@ -26,21 +26,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import pyarrow as pa
 import pytest
 
+from dynocc.factory.config import MinerConfig
+from dynocc.factory.engine.job import run_mine_job
 from dynocc.factory.io.writer import committed_items, read_failures, read_frames
 from support import _parents, _title, busy_mining_workers, cli_cmd, cli_env, free_port, run_cli, wait_for, write_spec
 
@@ -49,7 +49,12 @@ pytestmark = pytest.mark.slow
 VENV_BIN = Path(sys.executable).parent
 RAY = str(VENV_BIN / "ray")
 N_VIDEOS = 10
-ENV = cli_env(PATH=str(VENV_BIN) + os.pathsep + os.environ.get("PATH", ""))  # `ray`, `dynocc` for the job server
+
+
+def _env() -> dict[str, str]:
+    """cli_env() with the venv's bin first on PATH (`ray`, and `dynocc` for the jobs the head runs)."""
+    return cli_env(PATH=str(VENV_BIN) + os.pathsep + os.environ.get("PATH", ""))
+
 JOB_TIMEOUT = 300  # seconds a mining job (or a submitted one) may take, kill and recovery included
 
 
@@ -128,7 +133,7 @@ def _start_node(args: list[str], prefix: str) -> Node:
     log = open(Path(temp_dir) / "ray_start.log", "wb")
     proc = subprocess.Popen([RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
                              f"--temp-dir={temp_dir}", *_node_ports(), *args],
-                            stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
     return Node(proc, temp_dir, log)
 
 
@@ -151,7 +156,7 @@ class Cluster:
         """`ray list nodes` (node_id, state, is_head_node, resources_total); [] when it does not answer."""
         try:
             r = subprocess.run([RAY, "list", "nodes", f"--address={self.dashboard}", "--format=json", "--limit=100"],
-                               capture_output=True, text=True, env=ENV, timeout=60)
+                               capture_output=True, text=True, env=_env(), timeout=60)
             return json.loads(r.stdout) if r.returncode == 0 else []
         except (subprocess.TimeoutExpired, json.JSONDecodeError):
             return []
@@ -161,7 +166,7 @@ class Cluster:
 
     def status(self) -> str:
         try:
-            r = subprocess.run([RAY, "status", f"--address={self.gcs}"], capture_output=True, text=True, env=ENV,
+            r = subprocess.run([RAY, "status", f"--address={self.gcs}"], capture_output=True, text=True, env=_env(),
                                timeout=60)
             return r.stdout + r.stderr
         except subprocess.TimeoutExpired:
@@ -254,8 +259,8 @@ def videos(synthetic_videos, tmp_path_factory):
     paths = [str(p) for p in synthetic_videos([f"clip{k}.mp4" for k in range(N_VIDEOS)], height=160, width=224,
                                               n_frames=40)]
     reference = tmp_path_factory.mktemp("reference") / "mined"
-    r = run_cli("mine", *paths, "--out", reference, "--quiet", "--engine", "local")
-    assert r.returncode == 0, r.stderr
+    summary = run_mine_job(paths, str(reference), MinerConfig())  # the local engine, the CLI's defaults
+    assert summary.videos_ok == N_VIDEOS
     rows = _sorted(read_frames(str(reference)))
     assert set(rows["video_id"].to_pylist()) == {f"clip{k}" for k in range(N_VIDEOS)}
     return paths, rows
@@ -277,7 +282,7 @@ class Run:
 def _start(args: list, tmp: Path, name: str) -> Run:
     out_path, err_path = tmp / f"{name}.out", tmp / f"{name}.err"
     with open(out_path, "w") as out, open(err_path, "w") as err:
-        proc = subprocess.Popen(cli_cmd(*args), stdout=out, stderr=err, text=True, env=ENV)
+        proc = subprocess.Popen(cli_cmd(*args), stdout=out, stderr=err, text=True, env=_env())
     return Run(proc, out_path, err_path)
 
 
@@ -365,18 +370,14 @@ def test_mine_on_two_nodes_survives_losing_a_node(cluster, second_node, videos, 
     out, opts = s3.url("mined"), s3.storage_options
     cmd = ["mine", *paths, "--out", out, "--quiet", "--address", cluster.gcs, "--cpus-per-actor", "2",
            "--items-per-task", "1", "--storage-options", json.dumps(opts)]
-    print('T start', time.strftime('%X'))
     run = _start([*cmd, "--actors", "2"], tmp_path, "mine")
     at_kill = _kill_second_node_mid_job(run, second_node, out, opts)
-    print('T kill', time.strftime('%X'))
     rc = _finish(run, cluster, "dynocc mine")
     lost = _check_after_the_kill(rc, run.text(), out, opts, paths, nodes)
     print(f"dynocc mine: {at_kill} videos committed at the kill; then {N_VIDEOS - len(lost)} committed, "
           f"{len(lost)} worker_lost {lost}; exit code {rc}")
 
-    t=time.time(); print('T before dead', time.strftime('%X'))
     _wait_dead(cluster, second_node)
-    print('T dead', time.time()-t, time.strftime('%X'))
     r = run_cli(*cmd, "--actors", "1", "--retry-failed", timeout=JOB_TIMEOUT)  # 2 x 2 CPUs fit no more
     _check_rerun(r.returncode, r.stdout + r.stderr, lost, out, opts, reference)
 
@@ -388,10 +389,8 @@ def test_submit_on_two_nodes_survives_losing_a_node(cluster, second_node, videos
     spec = write_spec(tmp_path / "mine_two_nodes.yaml", command="mine", inputs=paths, out=out, engine="ray",
                       actors=2, cpus_per_actor=2, items_per_task=1, storage_options=opts)
     submit = ["submit", spec, "--address", cluster.dashboard]
-    print('T start', time.strftime('%X'))
     run = _start([*submit, "--args", "--quiet"], tmp_path, "submit")
     at_kill = _kill_second_node_mid_job(run, second_node, out, opts)
-    print('T kill', time.strftime('%X'))
     rc = _finish(run, cluster, "dynocc submit")
     text = run.text()
     lost = _check_after_the_kill(rc, text, out, opts, paths, nodes)
@@ -399,9 +398,7 @@ def test_submit_on_two_nodes_survives_losing_a_node(cluster, second_node, videos
     print(f"dynocc submit: {at_kill} videos committed at the kill; then {N_VIDEOS - len(lost)} committed, "
           f"{len(lost)} worker_lost {lost}; exit code {rc}")
 
-    t=time.time(); print('T before dead', time.strftime('%X'))
     _wait_dead(cluster, second_node)
-    print('T dead', time.time()-t, time.strftime('%X'))
     r = run_cli(*submit, "--args", "--quiet", "--retry-failed", "--actors", "1", timeout=JOB_TIMEOUT)
     _check_rerun(r.returncode, r.stdout + r.stderr, lost, out, opts, reference)
     assert "SUCCEEDED" in r.stderr

@@ -12,8 +12,13 @@ from support import ramp_row
 
 
 def _write_root(url: str, rows: list[dict], storage_options=None) -> None:
-    w = ShardWriter(url, rows_per_shard=3, storage_options=storage_options)
-    w.write_item("item", rows, [], 0.0)
+    w = ShardWriter(url, storage_options=storage_options)
+    task = w.task("t")
+    for k in range(0, len(rows), 3):  # an item per 3 rows, a shard per item: several files per root
+        task.begin_item(f"item{k}")
+        task.add_rows(rows[k:k + 3])
+        task.end_item([], 0.0)
+        task.commit()
 
 
 def test_ray_dataset_mixes_roots_by_weight(ray_local, tmp_path):
