@@ -27,6 +27,7 @@ the inputs that take a decoder or the flow to its limits (thin and 1x1 frames, t
 frames, headers declaring huge images, the largest image a decoder accepts). Both held only after
 fixes they drove (see their history): a bit flip in an MP4's codec tag, thin and tiny frames in
 OpenCV's DIS flow, and image headers declaring huge sizes.
+"""
 
 from __future__ import annotations
 
