@@ -55,7 +55,7 @@ def test_two_jobs_at_once_on_a_local_output(videos, tmp_path):
     _check(read_frames(str(out)), read_frames(str(reference)))
     assert len(committed_items(str(out))) == N_VIDEOS and read_failures(str(out)).num_rows == 0
     q = run_cli("query", "SELECT count(*) AS n, count(DISTINCT video_id || ':' || frame_index) AS k FROM frames",
-                "--data", out, "--format", "json")
+                "--data", out, "--json")
     assert q.returncode == 0, q.stderr
     row = json.loads(q.stdout)[0]
     assert row["n"] == row["k"] == read_frames(str(reference)).num_rows
