@@ -120,9 +120,10 @@ def _title(pid: int) -> str:
         return ""
 
 
-def busy_mining_workers(root_pid: int) -> list[int]:
+def mining_workers(root_pid: int, busy: bool = False) -> list[int]:
     """Ray workers under process ``root_pid`` (the driver that started Ray, or a ``ray start``) that
-    are running a mining task right now: Ray titles them ``ray::MapWorker(MapBatches(_MineActor)).submit``."""
+    run the mining actor (Ray titles them ``ray::MapWorker(MapBatches(_MineActor))``); ``busy``: only
+    those running a mining task right now (the title then ends in ``.submit``)."""
     parents = _parents()
 
     def under(pid: int) -> bool:
@@ -134,7 +135,13 @@ def busy_mining_workers(root_pid: int) -> list[int]:
             pid = parents[pid]
         return False
 
-    return [pid for pid in parents if under(pid) and "_MineActor)).submit" in _title(pid)]
+    mark = "_MineActor)).submit" if busy else "_MineActor"
+    return [pid for pid in parents if pid != root_pid and under(pid) and mark in _title(pid)]
+
+
+def busy_mining_workers(root_pid: int) -> list[int]:
+    """:func:`mining_workers` running a mining task right now."""
+    return mining_workers(root_pid, busy=True)
 
 
 def kill_a_busy_mining_worker(root_pid: int, timeout: float = 120, alive=None) -> int:

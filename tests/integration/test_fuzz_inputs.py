@@ -50,7 +50,7 @@ from dynocc.factory.engine.ray_engine import run_mine_job_ray
 from dynocc.factory.io.decode import write_video
 from dynocc.factory.io.writer import committed_items, read_failures, read_frames
 from dynocc.factory.testing.synthetic import make_scene
-from support import REPO, _parents, _title
+from support import REPO, mining_workers
 
 pytestmark = pytest.mark.slow
 
@@ -310,22 +310,6 @@ def _status_kb(pid: int, key: str) -> int:
     return 0
 
 
-def mining_actors(root_pid: int) -> list[int]:
-    """Processes under ``root_pid`` that Ray titles as mining actors (``MapBatches(_MineActor)``)."""
-    parents = _parents()
-
-    def under(pid: int) -> bool:
-        seen = set()
-        while pid in parents and pid not in seen:
-            if pid == root_pid:
-                return True
-            seen.add(pid)
-            pid = parents[pid]
-        return False
-
-    return [pid for pid in parents if pid != root_pid and under(pid) and "_MineActor" in _title(pid)]
-
-
 @dataclass
 class Run:
     summary: object
@@ -351,7 +335,7 @@ def run_job(corpus: Corpus, out: Path) -> Run:
     thread.start()
     peak, seen = 0, set()
     while thread.is_alive():
-        for pid in mining_actors(os.getpid()):
+        for pid in mining_workers(os.getpid()):
             seen.add(pid)
             peak = max(peak, _status_kb(pid, "VmHWM"), _status_kb(pid, "VmRSS"))
         if time.monotonic() - start > JOB_SECONDS:
