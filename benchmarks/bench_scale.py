@@ -665,7 +665,11 @@ def main(argv=None) -> int:
         return 0
     if not args.no_snapshot and SNAPSHOT_ENV not in os.environ:
         folder = Path(tempfile.mkdtemp(prefix="dynocc-bench-scale-code-"))
-        pkg, state = snapshot_code(folder)
+        try:
+            pkg, state = snapshot_code(folder)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         print(f"measuring a snapshot of the working tree (HEAD {state['head']}, changed: "
               f"{', '.join(state['changed']) or 'none'}; sha1 {state['snapshot_sha1']})", flush=True)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pkg)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
