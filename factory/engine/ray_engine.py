@@ -221,11 +221,16 @@ def _errored_blocks_dropped() -> Iterator[None]:
 
     ctx = DataContext.get_current()
     saved = ctx.max_errored_blocks
+    saved_timeout = ctx.execution_no_progress_timeout_s
     ctx.max_errored_blocks = -1
+    # A mining task reports only when it ends: a long video (or 32 short ones on a slow actor) can
+    # take more than Ray 2.60's default 1800 s without output, which failed the whole dataset.
+    ctx.execution_no_progress_timeout_s = -1
     try:
         yield
     finally:
         ctx.max_errored_blocks = saved
+        ctx.execution_no_progress_timeout_s = saved_timeout
 
 
 
