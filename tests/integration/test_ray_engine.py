@@ -7,6 +7,7 @@ the engine uses an initialised Ray as it is. The CLI tests start their own Ray i
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -64,6 +65,28 @@ def test_ray_rows_equal_local_rows(videos, ray_local, tmp_path):
         return sorted((s.item_key, s.frames) for s in committed_items(str(out)))
 
     assert frames_by_item(tmp_path / "ray") == frames_by_item(tmp_path / "local")
+
+
+def test_http_inputs_are_downloaded_ahead_of_the_actors_at_most_fetch_concurrency_at_once(
+        videos, http_server, ray_local, tmp_path):
+    """The fetch stage: remote items are downloaded in Ray tasks, overlapping (never more than
+    ``fetch_concurrency`` at once), and mine to the rows of the same videos read from disk; a
+    failed download is the item's failure row."""
+    folder = http_server.root / "ray-fetch"
+    folder.mkdir(exist_ok=True)
+    for vid in VIDEO_IDS:
+        shutil.copy(videos[vid], folder / f"{vid}.mp4")
+    urls = [http_server.url(f"slow/0.5/ray-fetch/{vid}.mp4") for vid in VIDEO_IDS]
+    http_server.reset_slow()
+    fetched = _mine_ray(urls + [http_server.url("status/404/ray-fetch-missing.mp4")], tmp_path / "http",
+                        actors=1, fetch_concurrency=2)
+    assert (fetched.videos_ok, fetched.videos_failed) == (3, 1)
+    assert [(f["stage"], f["error_type"]) for f in fetched.failures] == [("download", "http_404")]
+    assert http_server.slow_max_in_flight == 2
+    local = _mine_ray([videos[vid] for vid in VIDEO_IDS], tmp_path / "local", actors=1)
+    assert local.videos_ok == 3
+    a, b = _sorted(read_frames(str(tmp_path / "local"))), _sorted(read_frames(str(tmp_path / "http")))
+    assert a.num_rows > 0 and a.equals(b)
 
 
 def test_bad_inputs_become_failure_rows(videos, ray_local, tmp_path):
