@@ -73,60 +73,14 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 for _name in ("NO_PROXY", "no_proxy"):  # requests to 127.0.0.1 never go through a proxy (Ray workers inherit)
     os.environ[_name] = ",".join(x for x in (os.environ.get(_name, ""), "127.0.0.1", "localhost") if x)
 
+from dynocc.factory.testing.procs import MINING_ACTOR_TITLE, descendants, memory_mb, title  # noqa: E402
+
 FPS = 6  # DecodeConfig().fps: the rate the miner decodes videos at by default
-ACTOR_TITLE = "_MineActor)"  # in ray::MapWorker(MapBatches(_MineActor)) and ...(_MineActor)).submit
 TARGET_DELTA_MB = 200.0
 TARGET_RATIO = 0.9
 
 
 # --------------------------------------------------------------------------- /proc
-
-
-def _status(pid: int | str, *fields: str) -> dict[str, float]:
-    """``VmHWM``/``VmRSS``/... of a process in MB (missing if the process is gone)."""
-    out: dict[str, float] = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key = line.split(":", 1)[0]
-                if key in fields:
-                    out[key] = int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    return out
-
-
-def _parents() -> dict[int, int]:
-    out = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat", "rb") as f:
-                    out[int(d)] = int(f.read().rsplit(b")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    return out
-
-
-def _title(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def _descendants(root: int) -> list[int]:
-    parents = _parents()
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parents.items():
-        children.setdefault(ppid, []).append(pid)
-    out, todo = [], [root]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
 
 
 class MemoryPoller:
@@ -162,10 +116,10 @@ class MemoryPoller:
     def poll(self) -> None:
         pids = set(self._watch)
         if self.actors:
-            pids |= {p for p in _descendants(os.getpid()) if p not in self.exclude and ACTOR_TITLE in _title(p)}
+            pids |= {p for p in descendants(os.getpid()) if p not in self.exclude and MINING_ACTOR_TITLE in title(p)}
         t = time.perf_counter() - self._t0
         for pid in pids:
-            s = _status(pid, "VmHWM", "VmRSS")
+            s = memory_mb(pid, "VmHWM", "VmRSS")
             if "VmRSS" not in s:
                 continue
             p = self.procs.setdefault(pid, {"pid": pid, "first_rss_mb": s["VmRSS"], "first_seen_s": t,
@@ -253,15 +207,15 @@ def mine_child(video: str, out: str) -> None:
 
     miner = item_miner_for(MinerConfig())
     writer = ShardWriter(out)
-    after_init = _status("self", "VmRSS")["VmRSS"]
+    after_init = memory_mb("self", "VmRSS")["VmRSS"]
     item = WorkItem(video, Path(video).stem, "video")
     t_mine = time.perf_counter()
     stats = list(mine_task(miner, writer, [work_row(item)]))
     seconds = time.perf_counter() - t_mine
     result, frames = result_from_stats_row(stats[0])
-    peak = _status("self", "VmHWM")["VmHWM"]
+    peak = memory_mb("self", "VmHWM")["VmHWM"]
     print("RESULT " + json.dumps({
-        "peak_mb": peak, "rss_after_init_mb": after_init, "rss_end_mb": _status("self", "VmRSS")["VmRSS"],
+        "peak_mb": peak, "rss_after_init_mb": after_init, "rss_end_mb": memory_mb("self", "VmRSS")["VmRSS"],
         "seconds": seconds, "setup_seconds": t_mine - t, "frames_decoded": result.frames_decoded,
         "frames_mined": result.frames_mined, "frames_written": frames, "pairs": result.pairs,
         "failures": [f["message"][:300] for f in result.failures]}), flush=True)
@@ -292,7 +246,7 @@ def run_memory(videos: dict[str, tuple[str, int]], tmp: Path, control: str) -> d
             def start_child():
                 return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), time.perf_counter()
 
-        existing = {p for p in _descendants(os.getpid()) if ACTOR_TITLE in _title(p)}
+        existing = {p for p in descendants(os.getpid()) if MINING_ACTOR_TITLE in title(p)}
         with MemoryPoller(actors=True, exclude=existing) as poller:
             if control == "parallel":
                 child, c_start = start_child()

@@ -145,10 +145,9 @@ class _DecodedStream(torch.utils.data.IterableDataset):
 
 
 def run_plain(cfg: TrainConfig, steps: int, threads: int, passes: int) -> dict:
-    from dynocc.trainer.data import plan_items, to_model_input
-    from dynocc.trainer.loss import ranking_loss
+    from dynocc.trainer.data import plan_items
     from dynocc.trainer.model import build_model
-    from dynocc.trainer.train import _optimizer
+    from dynocc.trainer.train import _optimizer, train_step
 
     t_start = time.perf_counter()
     torch.set_num_threads(threads)
@@ -164,16 +163,7 @@ def run_plain(cfg: TrainConfig, steps: int, threads: int, passes: int) -> dict:
     ends, losses, cpu_thread, cpu_process = [], [], [], []
     t0 = time.perf_counter()
     for step in range(1, steps + 1):
-        b = {k: v.to(device) for k, v in next(batches).items()}
-        z = model(to_model_input(b["image"], m.channels_last))
-        loss, st = ranking_loss(z, b["pair_ya"], b["pair_xa"], b["pair_yb"], b["pair_xb"], b["pair_ordinal"],
-                                b["pair_mask"], cfg.loss.keep_hard, cfg.loss.reduction)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        acc = 0.0 if math.isnan(st["accuracy"]) else st["accuracy"] * st["n_ordered"]
-        sums = torch.tensor([loss.item(), acc, st["n_ordered"], st["n_kept"], st["n_equal"]], dtype=torch.float64,
-                            device=device)
+        sums = train_step(model, opt, next(batches), cfg, device)  # the trainer's own step
         losses.append(sums[0].item())
         ends.append(time.perf_counter() - t0)
         cpu_thread.append(time.thread_time())

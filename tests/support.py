@@ -39,6 +39,8 @@ import numpy as np
 import pytest
 import yaml
 
+from dynocc.factory.testing.procs import mining_workers
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
@@ -97,46 +99,6 @@ def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: fl
 
 
 # --------------------------------------------------------------------------- job specs and `dynocc submit`
-
-
-def _parents() -> dict[int, int]:
-    """pid -> parent pid of every process (from /proc)."""
-    out = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat", "rb") as f:
-                    out[int(d)] = int(f.read().rsplit(b")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    return out
-
-
-def _title(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def mining_workers(root_pid: int, busy: bool = False) -> list[int]:
-    """Ray workers under process ``root_pid`` (the driver that started Ray, or a ``ray start``) that
-    run the mining actor (Ray titles them ``ray::MapWorker(MapBatches(_MineActor))``); ``busy``: only
-    those running a mining task right now (the title then ends in ``.submit``)."""
-    parents = _parents()
-
-    def under(pid: int) -> bool:
-        seen = set()
-        while pid in parents and pid not in seen:
-            if pid == root_pid:
-                return True
-            seen.add(pid)
-            pid = parents[pid]
-        return False
-
-    mark = "_MineActor)).submit" if busy else "_MineActor"
-    return [pid for pid in parents if pid != root_pid and under(pid) and mark in _title(pid)]
 
 
 def busy_mining_workers(root_pid: int) -> list[int]:

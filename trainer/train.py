@@ -59,6 +59,27 @@ def _unwrap(model):
     return getattr(model, "module", model)
 
 
+def train_step(model, opt, batch: dict, cfg: TrainConfig, device):
+    """One optimisation step on ``batch`` (the loader's tensors): forward, ranking loss, backward,
+    optimizer step. Returns the step's sums as a float64 tensor on ``device`` (loss, accuracy x
+    ordered pairs, ordered, kept, equal pairs), ready for an all-reduce."""
+    import torch
+
+    from .data import to_model_input
+    from .loss import ranking_loss
+
+    b = {k: v.to(device) for k, v in batch.items()}
+    z = model(to_model_input(b["image"], cfg.model.channels_last))
+    loss, st = ranking_loss(z, b["pair_ya"], b["pair_xa"], b["pair_yb"], b["pair_xb"], b["pair_ordinal"],
+                            b["pair_mask"], cfg.loss.keep_hard, cfg.loss.reduction)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    acc = 0.0 if math.isnan(st["accuracy"]) else st["accuracy"] * st["n_ordered"]
+    return torch.tensor([loss.item(), acc, st["n_ordered"], st["n_kept"], st["n_equal"]], dtype=torch.float64,
+                        device=device)
+
+
 def train_loop(loop: dict) -> None:
     """Ray Train worker: ``loop`` = {config, out, steps, resume_from, storage_options, threads}."""
     import ray.train
@@ -67,8 +88,6 @@ def train_loop(loop: dict) -> None:
     import torch.distributed as dist
 
     from .checkpoint import load_checkpoint, save_checkpoint
-    from .data import to_model_input
-    from .loss import ranking_loss
     from .metrics import MetricsLog
     from .model import build_model, load_backbone_weights
 
@@ -102,17 +121,8 @@ def train_loop(loop: dict) -> None:
     batches = _batches(ray.train.get_dataset_shard("train"), cfg.optim.batch_size // world, cfg.data.shuffle_buffer)
     t0 = time.perf_counter()
     while step < steps:
-        b = {k: v.to(device) for k, v in next(batches).items()}
-        z = model(to_model_input(b["image"], m.channels_last))
-        loss, st = ranking_loss(z, b["pair_ya"], b["pair_xa"], b["pair_yb"], b["pair_xb"], b["pair_ordinal"],
-                                b["pair_mask"], cfg.loss.keep_hard, cfg.loss.reduction)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        sums = train_step(model, opt, next(batches), cfg, device)
         step += 1
-        acc = 0.0 if math.isnan(st["accuracy"]) else st["accuracy"] * st["n_ordered"]
-        sums = torch.tensor([loss.item(), acc, st["n_ordered"], st["n_kept"], st["n_equal"]], dtype=torch.float64,
-                            device=device)
         if world > 1:
             dist.all_reduce(sums)
         row = {"step": step, "loss": sums[0].item() / world, "accuracy": sums[1].item() / max(sums[2].item(), 1),

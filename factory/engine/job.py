@@ -123,7 +123,7 @@ def failure_work_row(failure: dict) -> dict:
 
 def item_extra_stats(result: ItemResult) -> dict:
     return {"frames_decoded": result.frames_decoded, "frames_mined": result.frames_mined,
-            "frames_skipped": result.frames_skipped, "video_id": result.video_id}
+            "frames_skipped": result.frames_skipped, "video_id": result.video_id, "failed": not result.ok}
 
 
 # --------------------------------------------------------------------------- one mining task

@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Optional
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -118,6 +119,12 @@ class ItemStats:
     schema_version: str = SCHEMA_VERSION
     ranges: list[dict] = field(default_factory=list)  # {"file", "start", "rows"}: where its rows are
     commit: str = ""  # the commit record naming it (relative); "" for an earlier version's marker
+
+    @property
+    def failed(self) -> bool:
+        """Whether the item failed: its record's ``failed`` (False for an item with only damaged
+        stretches skipped inside it), or for records written before that, any failure row."""
+        return bool(self.extra.get("failed", self.failures > 0))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -487,12 +494,26 @@ class ShardWriter:
         The totals are summed one commit record at a time (the driver never holds every item)."""
         totals = {"schema_version": SCHEMA_VERSION, "items": 0, "frames": 0, "pairs": 0, "failures": 0,
                   "seconds": 0.0}
+
+        def add(stats: ItemStats, sign: int) -> None:
+            totals["items"] += sign
+            for name in ("frames", "pairs", "failures", "seconds"):
+                totals[name] += sign * getattr(stats, name)
+
+        hashes = []  # 8 bytes per item: an item named by two records is found without a set of keys
         for stats in _iter_committed(self._r):
-            totals["items"] += 1
-            totals["frames"] += stats.frames
-            totals["pairs"] += stats.pairs
-            totals["failures"] += stats.failures
-            totals["seconds"] += stats.seconds
+            add(stats, +1)
+            hashes.append(_key_hash(stats.item_key))
+        keys = np.asarray(hashes, dtype=np.uint64)
+        del hashes
+        unique, counts = np.unique(keys, return_counts=True)
+        twice = set(unique[counts > 1].tolist())
+        if twice:  # rare (two jobs at once, a late attempt): count each such item's winning record once
+            named = [s for s in _iter_committed(self._r) if _key_hash(s.item_key) in twice]
+            for stats in named:
+                add(stats, -1)
+            for stats in _winners(named).values():
+                add(stats, +1)
         totals["summary"] = dict(summary or {})
         self._r.put(SUCCESS_FILE, _json_bytes(totals))
         return totals
@@ -542,28 +563,47 @@ def _iter_committed(root: StorageRoot) -> Iterable[ItemStats]:
             yield ItemStats.from_dict(json.loads(blobs[rel]))
 
 
+def _key_hash(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+
+
+def _prefer(new: ItemStats, old: ItemStats) -> bool:
+    """Of two commit records naming one item, does ``new`` (later by name) count instead of ``old``?
+
+    The first record wins (two jobs at once committed the item twice: either copy is whole), except
+    that a record with frame rows beats one without: a ``worker_lost`` row written for an item
+    while a late attempt was still mining it must not hide that attempt's rows."""
+    return new.frames > 0 and old.frames == 0
+
+
+def _winners(records: Iterable[ItemStats], losers: Optional[list] = None) -> dict[str, ItemStats]:
+    """The counting record of every item in ``records`` (see :func:`_prefer`), in first-seen order;
+    the others are appended to ``losers``."""
+    winners: dict[str, ItemStats] = {}
+    for s in records:
+        old = winners.get(s.item_key)
+        if old is None:
+            winners[s.item_key] = s
+        elif _prefer(s, old):
+            winners[s.item_key] = s  # keeps the key's first-seen place
+            if losers is not None:
+                losers.append(old)
+        elif losers is not None:
+            losers.append(s)
+    return winners
+
+
 def committed_items(out_url: str, storage_options: dict | None = None) -> list[ItemStats]:
-    """Every committed item under ``out_url``, in commit-record order (an item named twice counts once:
-    the first record naming it)."""
-    seen: set[str] = set()
-    out = []
-    for s in _iter_committed(StorageRoot(out_url, storage_options)):
-        if s.item_key not in seen:
-            seen.add(s.item_key)
-            out.append(s)
-    return out
+    """Every committed item under ``out_url``, in commit-record order (an item named by two records
+    counts once, see :func:`_prefer`)."""
+    return list(_winners(_iter_committed(StorageRoot(out_url, storage_options))).values())
 
 
 def committed_items_among(out_url: str, storage_options: dict | None, keys: set[str]) -> list[ItemStats]:
     """The committed items whose keys are in ``keys``: the commit records are streamed through, so
     memory follows ``keys``, not the size of the output."""
-    seen: set[str] = set()
-    out = []
-    for s in _iter_committed(StorageRoot(out_url, storage_options)):
-        if s.item_key in keys and s.item_key not in seen:
-            seen.add(s.item_key)
-            out.append(s)
-    return out
+    records = _iter_committed(StorageRoot(out_url, storage_options))
+    return list(_winners(s for s in records if s.item_key in keys).values())
 
 
 def commit_records(out_url: str, storage_options: dict | None = None) -> list[str]:
@@ -590,20 +630,16 @@ def committed_parts(out_url: str, kind: str = "frames", storage_options: dict | 
     """The committed rows of ``kind`` (``'frames'`` or ``'failures'``) as files and row ranges, sorted.
 
     An item named by two commit records (two jobs on one output at once, or a task retried
-    elsewhere after its stats were lost) counts once: the first record by name wins. A file whose
+    elsewhere after its stats were lost) counts once (see :func:`_prefer`). A file whose
     rows all belong to winners is read whole; a file that also holds a loser's rows is read by the
     winners' row ranges. Ordinary outputs have no losers: every part is a whole file.
     """
     if kind not in (FRAMES_DIR, FAILURES_DIR):
         raise ValueError(f"kind must be 'frames' or 'failures', got {kind!r}")
     root = StorageRoot(out_url, storage_options)
-    winners: dict[str, ItemStats] = {}
-    loser_files: set[str] = set()
-    for s in _iter_committed(root):
-        if s.item_key in winners:
-            loser_files.update(r["file"] for r in s.ranges)
-        else:
-            winners[s.item_key] = s
+    losers: list[ItemStats] = []
+    winners = _winners(_iter_committed(root), losers)
+    loser_files = {r["file"] for s in losers for r in s.ranges}
     whole: set[str] = set()
     partial: dict[str, list[tuple[int, int]]] = {}
     for s in winners.values():
@@ -707,7 +743,10 @@ def forget_items(out_url: str, stats: list[ItemStats], storage_options: dict | N
         return 0
     root = StorageRoot(out_url, storage_options)
     forget = {s.item_key for s in stats}
-    records = sorted({s.commit for s in stats if s.commit})
+    # Every record naming one of them, not only the counting one: an item named twice (a late
+    # attempt after a 'worker_lost' row) is mined again only once no record names it.
+    records = sorted({s.commit for s in stats if s.commit}
+                     | {s.commit for s in _iter_committed(root) if s.commit and s.item_key in forget})
     for record in records:
         items = _stats_from_record(_read_small(root.fs.cat_file(root.path(record))), record)
         gone = [s for s in items if s.item_key in forget]

@@ -49,7 +49,7 @@ def read_stats(out: str, storage_options: dict | None = None) -> dict:
             by_dataset.setdefault(str(name), Counter()).update({-1: int(counts[0]), 0: int(counts[1]), 1: int(counts[2])})
     failures = read_failures(out, storage_options)
     reasons = Counter(failures["error_type"].to_pylist()) if failures.num_rows else Counter()
-    failed_items = sum(1 for s in items if s.failures)
+    failed_items = sum(1 for s in items if s.failed)  # damaged stretches alone do not fail an item
     pairs = sum(ordinal.values())
     return {
         "videos_ok": len(items) - failed_items,

@@ -49,8 +49,9 @@ from dynocc.factory.config import MinerConfig
 from dynocc.factory.engine.ray_engine import run_mine_job_ray
 from dynocc.factory.io.decode import write_video
 from dynocc.factory.io.writer import committed_items, read_failures, read_frames
+from dynocc.factory.testing.procs import memory_mb, mining_workers
 from dynocc.factory.testing.synthetic import make_scene
-from support import REPO, mining_workers
+from support import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -299,17 +300,6 @@ def pathological_corpus(root: Path) -> Corpus:
 # --------------------------------------------------------------------------- running and measuring
 
 
-def _status_kb(pid: int, key: str) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
 @dataclass
 class Run:
     summary: object
@@ -337,13 +327,13 @@ def run_job(corpus: Corpus, out: Path) -> Run:
     while thread.is_alive():
         for pid in mining_workers(os.getpid()):
             seen.add(pid)
-            peak = max(peak, _status_kb(pid, "VmHWM"), _status_kb(pid, "VmRSS"))
+            peak = max([peak, *memory_mb(pid, "VmHWM", "VmRSS").values()])
         if time.monotonic() - start > JOB_SECONDS:
             pytest.fail(f"the mining job did not finish within {JOB_SECONDS} s: a hang")
         thread.join(0.1)
     if "error" in box:
         raise box["error"]
-    return Run(box["summary"], time.monotonic() - start, peak * 1024, len(seen))
+    return Run(box["summary"], time.monotonic() - start, peak * 2**20, len(seen))
 
 
 def check_outcome(corpus: Corpus, out: Path, run: Run) -> dict:

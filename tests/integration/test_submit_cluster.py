@@ -5,13 +5,7 @@ fake one), and real mining jobs submitted to a real Ray head with its dashboard 
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import subprocess
-import sys
-import tempfile
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,7 +16,8 @@ from dynocc import cli
 from dynocc.factory.io.decode import write_video
 from dynocc.factory.io.writer import read_frames
 from dynocc.factory.testing.synthetic import make_scene
-from support import cli_env, free_port, run_cli, wait_for, write_spec
+from ray_cluster import ray_cluster, ray_env
+from support import run_cli, write_spec
 
 
 def test_a_spec_on_object_storage_is_read_there(fake_jobs, s3, capsys):
@@ -36,55 +31,12 @@ def test_a_spec_on_object_storage_is_read_there(fake_jobs, s3, capsys):
 # --------------------------------------------------------------------------- a real Ray head
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status == 200
-    except Exception:
-        return False
-
-
 @pytest.fixture(scope="module")
 def ray_head():
-    """`ray start --head --block` with the dashboard on 127.0.0.1, in its own process group and
-    its own temp dir (so /tmp/ray/ray_current_cluster is not touched); killed at the end."""
-    from ray._private.utils import get_dashboard_dependency_error
-
-    missing = get_dashboard_dependency_error()
-    if missing is not None:
-        pytest.fail(f"the Ray dashboard / job server cannot start here: {missing} (it needs the ray[default] "
-                    f"extras: pip install 'ray[default]==2.60.0')", pytrace=False)
-    port, dashboard = free_port(), free_port()
-    temp_dir = tempfile.mkdtemp(prefix="rayh-", dir="/tmp")  # short: Ray's socket paths must stay < 108 bytes
-    venv_bin = str(Path(sys.executable).parent)
-    path = {"PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")}  # `ray` for the job server
-    env = cli_env(**path)
-    log = open(Path(temp_dir) / "head.log", "wb")
-    proc = subprocess.Popen(
-        [str(Path(venv_bin) / "ray"), "start", "--head", "--block", f"--port={port}", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dashboard}", "--include-dashboard=true", "--num-cpus=2", "--disable-usage-stats",
-         f"--temp-dir={temp_dir}"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    address = f"http://127.0.0.1:{dashboard}"
-    try:
-        try:
-            wait_for(lambda: _answers(f"{address}/api/version"), timeout=60, what="the Ray head's job server",
-                     interval=0.5, alive=proc)
-        except AssertionError as e:
-            tail = (Path(temp_dir) / "head.log").read_text(errors="replace")[-3000:]
-            pytest.fail(f"the Ray head did not start ({e}):\n{tail}", pytrace=False)
-        yield SimpleNamespace(address=address, path=path)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
-        log.close()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    """A Ray head (2 CPUs) whose job server answers on 127.0.0.1 (tests/ray_cluster.py); ``path``:
+    the PATH the job server needs (`ray`, `dynocc` of this venv)."""
+    with ray_cluster(2) as c:
+        yield SimpleNamespace(address=c.dashboard, path={"PATH": ray_env()["PATH"]})
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import pytest
 
 from dynocc.factory.config import BoundaryConfig, DecodeConfig, MinerConfig
 from dynocc.factory.core.miner import DynOccMiner, reach, runs
+from dynocc.factory.engine.job import run_mine_job
 from dynocc.factory.engine.video_items import damage_rows, mine_item
 from dynocc.factory.io.decode import (
     DamagedStretch,
@@ -32,6 +33,7 @@ from dynocc.factory.io.decode import (
 )
 from dynocc.factory.io.sources import WorkItem
 from dynocc.factory.testing.synthetic import make_scene
+from dynocc.factory.tools.stats import read_stats
 
 KEEP = DecodeConfig(max_long_side=None)
 SCENE = dict(seed=0, height=120, width=160)  # small: a few seconds per test with DIS
@@ -129,6 +131,18 @@ def test_one_bad_jpeg_in_24_frames_keeps_the_untouched_rows(tmp_path, miner):
     compared = compare_with_clean(result, whole, {11}, 24)
     assert len(compared) >= 6 and min(compared) < 11 < max(compared), compared
     assert len(result.frame_rows) >= len(whole.frame_rows) - 2 * REACH - 1
+
+
+def test_a_damaged_item_counts_as_mined_in_the_job_summary_and_in_stats(tmp_path):
+    """The job and ``dynocc stats`` agree: an item with a damaged stretch skipped is mined, its
+    damage row is listed among the failure reasons."""
+    _, damaged = folders(tmp_path, 11, [5])
+    out = str(tmp_path / "out")
+    summary = run_mine_job([str(damaged)], out, MinerConfig())
+    assert (summary.videos_ok, summary.videos_failed, summary.exit_code) == (1, 0, 0)
+    stats = read_stats(out)
+    assert (stats["videos_ok"], stats["videos_failed"]) == (1, 0) and stats["frames"] == summary.frames > 0
+    assert stats["top_failure_reasons"] == [{"error_type": "damaged_frames", "count": 1}]
 
 
 def test_no_stretch_long_enough_fails_the_item(tmp_path, miner):

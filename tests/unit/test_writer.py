@@ -193,6 +193,29 @@ def test_invalid_rows_raise_before_writing(tmp_path):
     assert committed_items(str(tmp_path)) == []
 
 
+def test_a_late_attempts_rows_beat_a_worker_lost_record_and_each_item_counts_once(tmp_path):
+    """The driver recorded v1 as 'worker_lost' while an attempt was still mining it; that attempt
+    committed v1 with rows afterwards: readers, totals and resume take the rows, once."""
+    w = ShardWriter(str(tmp_path))
+    lost = [dict(some_failures("v1")[0], error_type="worker_lost", stage="mine")]
+    _write_task(w, "a-lost", [("v1.mp4", [], lost)])  # first by name
+    _write_task(w, "b-late", [(f"v{i}.mp4", some_frame_rows(f"v{i}", range(3)), []) for i in (0, 1)])
+    _write_task(w, "c-again", [("v0.mp4", [], lost)])  # a record without rows after one with rows: loses
+    items = committed_items(str(tmp_path))
+    assert [(s.item_key, s.frames, s.failures) for s in items] == [("v1.mp4", 3, 0), ("v0.mp4", 3, 0)]
+    frames = read_frames(str(tmp_path))
+    assert sorted(zip(frames["video_id"].to_pylist(), frames["frame_index"].to_pylist())) == \
+        [(f"v{i}", j) for i in (0, 1) for j in range(3)]
+    assert read_failures(str(tmp_path)).num_rows == 0
+    totals = w.finalize()
+    assert (totals["items"], totals["frames"], totals["failures"]) == (2, 6, 0)
+    forget_items(str(tmp_path), [s for s in items if s.item_key == "v1.mp4"])  # every record naming v1 goes
+    assert [s.item_key for s in committed_items(str(tmp_path))] == ["v0.mp4"]
+    named = {k for rec in writer_mod.commit_records(str(tmp_path))
+             for k in pq.read_table(tmp_path / rec)["item_key"].to_pylist()}
+    assert named == {"v0.mp4"}
+
+
 def test_finalize_and_summary(tmp_path):
     w = ShardWriter(str(tmp_path))
     assert read_summary(str(tmp_path)) is None
