@@ -208,6 +208,22 @@ def test_retry_failed_with_the_local_engine_too(videos, tmp_path):
     assert read_failures(str(out)).num_rows == 0 and read_frames(str(out)).num_rows > 0
 
 
+def test_a_mining_task_outlasting_ray_datas_no_progress_timeout_is_not_failed(videos, ray_local, tmp_path):
+    """A mining task reports only when it ends (a long video runs for hours): Ray Data's
+    no-progress timeout (1800 s by default) must not fail the job; the user's setting is restored."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    saved = ctx.execution_no_progress_timeout_s
+    ctx.execution_no_progress_timeout_s = 0.5  # shorter than the one task mining all three videos
+    try:
+        summary = _mine_ray([videos["dir"]], tmp_path / "out", actors=1, items_per_task=3)
+        assert ctx.execution_no_progress_timeout_s == 0.5
+    finally:
+        ctx.execution_no_progress_timeout_s = saved
+    assert (summary.videos_ok, summary.videos_failed) == (3, 0), summary.failures
+
+
 @pytest.mark.parametrize("kw, words", [
     ({"actors": 3, "cpus_per_actor": 1.0}, "needs 3 CPUs"),
     ({"actors": 1, "cpus_per_actor": 4.0}, "needs 4 CPUs"),
