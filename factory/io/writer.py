@@ -38,6 +38,7 @@ import json
 import os
 import socket
 import uuid
+from array import array
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -500,13 +501,12 @@ class ShardWriter:
             for name in ("frames", "pairs", "failures", "seconds"):
                 totals[name] += sign * getattr(stats, name)
 
-        hashes = []  # 8 bytes per item: an item named by two records is found without a set of keys
+        hashes = array("Q")  # 8 bytes per item: an item named by two records is found without a set of keys
         for stats in _iter_committed(self._r):
             add(stats, +1)
             hashes.append(_key_hash(stats.item_key))
-        keys = np.asarray(hashes, dtype=np.uint64)
+        unique, counts = np.unique(np.frombuffer(hashes, dtype=np.uint64), return_counts=True)
         del hashes
-        unique, counts = np.unique(keys, return_counts=True)
         twice = set(unique[counts > 1].tolist())
         if twice:  # rare (two jobs at once, a late attempt): count each such item's winning record once
             named = [s for s in _iter_committed(self._r) if _key_hash(s.item_key) in twice]
