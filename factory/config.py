@@ -285,7 +285,8 @@ class EngineConfig(_Strict):
     )
     items_per_task: int = Field(
         32, ge=1, description="work items per mining task (the unit a worker commits and a crash retries); "
-        "small jobs use fewer so every actor gets work",
+        "small jobs use fewer so every actor gets work, and small remote ones at most fetch_concurrency (a task's "
+        "downloads then take one round)",
     )
     fetch_concurrency: int = Field(
         8, ge=1, description="remote inputs (http, yt-dlp, buckets) downloaded at once by the fetch stage "

@@ -7,7 +7,7 @@ Pipeline (every arrow is a Ray Data stage; nothing but small stats rows reaches 
       -> de-duplicate, unique ids, skip committed items (resume)        driver path up to
                                                                         plan_in_driver_max rows,
                                                                         else Ray Data joins
-      -> fetch remote items, in CPU tasks (fetch_concurrency at once)   _fetch_batch
+      -> fetch remote items, in tasks (fetch_concurrency downloads at once) _fetch_batch
       -> mine, in an actor pool (items_per_task items per task)         _MineActor -> job.mine_task
     driver: iter_rows() over one stats row per committed item -> progress bar and JobSummary
     driver: every planned item not committed -> a 'worker_lost' failure row; writer.finalize()
