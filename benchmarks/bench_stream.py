@@ -52,9 +52,7 @@ own runs) to ``--no-progress-timeout`` (default -1: off) and records both values
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
-import http.server
 import json
 import os
 import platform
@@ -73,6 +71,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 for _name in ("NO_PROXY", "no_proxy"):  # requests to 127.0.0.1 never go through a proxy (Ray workers inherit)
     os.environ[_name] = ",".join(x for x in (os.environ.get(_name, ""), "127.0.0.1", "localhost") if x)
 
+from dynocc.factory.testing.delayed_http import DelayedServer  # noqa: E402
 from dynocc.factory.testing.procs import MINING_ACTOR_TITLE, descendants, memory_mb, title  # noqa: E402
 
 FPS = 6  # DecodeConfig().fps: the rate the miner decodes videos at by default
@@ -319,60 +318,7 @@ def _print_a(r: dict) -> None:
 # --------------------------------------------------------------------------- (B) the delayed server
 
 
-class _DelayedHandler(http.server.SimpleHTTPRequestHandler):
-    def __init__(self, *args, state: dict, **kwargs):
-        self.state = state
-        super().__init__(*args, **kwargs)
-
-    def log_message(self, format, *args):  # noqa: A002 - quiet
-        pass
-
-    def _delayed(self, serve) -> None:
-        st = self.state
-        with st["lock"]:
-            st["requests"][self.command] = st["requests"].get(self.command, 0) + 1
-            st["in_flight"] += 1
-            st["max_in_flight"] = max(st["max_in_flight"], st["in_flight"])
-        start = time.perf_counter()
-        try:
-            time.sleep(st["delay"])
-            serve()
-        finally:
-            with st["lock"]:
-                st["in_flight"] -= 1
-                st["log"].append((start, time.perf_counter()))
-
-    def do_GET(self):  # noqa: N802
-        self._delayed(super().do_GET)
-
-    def do_HEAD(self):  # noqa: N802
-        self._delayed(super().do_HEAD)
-
-
-class DelayedServer:
-    """A threaded loopback HTTP server over ``root`` that waits ``delay`` s before each answer."""
-
-    def __init__(self, root: Path, delay: float):
-        self.state = {"lock": threading.Lock(), "delay": delay, "requests": {}, "in_flight": 0, "max_in_flight": 0,
-                      "log": []}
-        self.server = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(_DelayedHandler, state=self.state, directory=str(root)))
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="delayed-http", daemon=True)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> "DelayedServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
-
-    def reset_counts(self) -> None:
-        with self.state["lock"]:
-            self.state["requests"], self.state["max_in_flight"], self.state["log"] = {}, 0, []
+# DelayedServer: dynocc.factory.testing.delayed_http (the Ray engine's fetch test uses it too)
 
 
 # --------------------------------------------------------------------------- (B) runs

@@ -20,8 +20,6 @@ Real servers on 127.0.0.1 for the remote-source tests:
     /status/<code>/<anything>  always answers <code> (e.g. /status/404/clip.mp4)
     /flaky/<key>/<path>        500 for the first two requests of each <key>, then the file
     /cookie/<path>             the file only with the cookie ``session=letmein``, else 403
-    /slow/<seconds>/<path>     the file after a sleep; ``slow_max_in_flight`` counts how many
-                               such requests were in flight at once (``reset_slow()`` zeroes it)
 
 Both servers are shut down at the end of the session.
 """
@@ -32,7 +30,6 @@ import functools
 import http.server
 import os
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,9 +160,6 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
                 return True
             self.path = "/" + "/".join(parts[2:])
             return False
-        if parts[0] == "slow" and len(parts) >= 3:
-            self._serve_slowly(float(parts[1]), "/" + "/".join(parts[2:]))
-            return True
         if parts[0] == "cookie" and len(parts) >= 2:
             if f"{COOKIE[0]}={COOKIE[1]}" not in (self.headers.get("Cookie") or ""):
                 self._answer(403)
@@ -173,19 +167,6 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.path = "/" + "/".join(parts[1:])
             return False
         return False
-
-    def _serve_slowly(self, seconds: float, path: str) -> None:
-        state = self.state
-        with state.lock:
-            state.slow_in_flight += 1
-            state.slow_max_in_flight = max(state.slow_max_in_flight, state.slow_in_flight)
-        try:
-            time.sleep(seconds)
-            self.path = path
-            super().do_GET() if self.command == "GET" else super().do_HEAD()
-        finally:
-            with state.lock:
-                state.slow_in_flight -= 1
 
     def _answer(self, code: int) -> None:
         body = f"{code} {http.server.BaseHTTPRequestHandler.responses.get(code, ('',))[0]}\n".encode()
@@ -212,12 +193,6 @@ class HttpServer:
     requests: list = field(default_factory=list)  # (method, path, Cookie header)
     flaky_counts: dict = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    slow_in_flight: int = 0
-    slow_max_in_flight: int = 0
-
-    def reset_slow(self) -> None:
-        with self.lock:
-            self.slow_max_in_flight = self.slow_in_flight
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"

@@ -38,9 +38,12 @@ from dynocc.factory.io.storage import is_transient
 from dynocc.factory.io.writer import ItemStats, ShardWriter, committed_items_among, forget_items, task_key
 from dynocc.schemas import SchemaError, failure_row
 
-__all__ = ["EXIT_STORAGE", "StorageDownError", "stop_if_storage_down", "WRITE_ATTEMPTS", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "EXIT_NOTHING", "MineUsageError", "JobSummary", "MinePlan",
-           "plan_mine_job", "plan_keys", "plan_rows", "mine_task", "account", "run_mine_job", "resolve_key", "work_row", "failure_work_row",
-           "engine_settings", "stats_row", "storage_errors_stop_the_job", "result_from_stats_row", "MAX_FAILURES_KEPT"]
+__all__ = [
+    "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "EXIT_NOTHING", "EXIT_STORAGE", "MineUsageError", "StorageDownError",
+    "JobSummary", "MinePlan", "plan_mine_job", "plan_keys", "plan_rows", "mine_task", "account", "run_mine_job",
+    "resolve_key", "work_row", "failure_work_row", "engine_settings", "stats_row", "result_from_stats_row",
+    "stop_if_storage_down", "storage_errors_stop_the_job", "WRITE_ATTEMPTS", "MAX_FAILURES_KEPT",
+]
 
 # Exit codes of `dynocc mine` (documented in the README).
 EXIT_OK = 0

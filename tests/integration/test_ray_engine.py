@@ -17,8 +17,9 @@ from dynocc.factory.config import MinerConfig
 from dynocc.factory.io.decode import write_video
 from dynocc.factory.engine.job import MineUsageError, run_mine_job
 from dynocc.factory.engine.ray_engine import default_actors, run_mine_job_ray
+from dynocc.factory.testing.delayed_http import DelayedServer
 from dynocc.factory.testing.synthetic import make_scene
-from dynocc.factory.io.writer import ShardWriter, committed_items, read_failures, read_frames
+from dynocc.factory.io.writer import committed_items, read_failures, read_frames
 from support import kill_a_busy_mining_worker, run_cli, start_cli
 
 CONFIG = MinerConfig()
@@ -68,21 +69,20 @@ def test_ray_rows_equal_local_rows(videos, ray_local, tmp_path):
 
 
 def test_http_inputs_are_downloaded_ahead_of_the_actors_at_most_fetch_concurrency_at_once(
-        videos, http_server, ray_local, tmp_path):
+        videos, ray_local, tmp_path):
     """The fetch stage: remote items are downloaded in Ray tasks, overlapping (never more than
     ``fetch_concurrency`` at once), and mine to the rows of the same videos read from disk; a
     failed download is the item's failure row."""
-    folder = http_server.root / "ray-fetch"
-    folder.mkdir(exist_ok=True)
+    www = tmp_path / "www"
+    www.mkdir()
     for vid in VIDEO_IDS:
-        shutil.copy(videos[vid], folder / f"{vid}.mp4")
-    urls = [http_server.url(f"slow/0.5/ray-fetch/{vid}.mp4") for vid in VIDEO_IDS]
-    http_server.reset_slow()
-    fetched = _mine_ray(urls + [http_server.url("status/404/ray-fetch-missing.mp4")], tmp_path / "http",
-                        actors=1, fetch_concurrency=2)
+        shutil.copy(videos[vid], www / f"{vid}.mp4")
+    with DelayedServer(www, delay=0.5) as server:
+        urls = [server.url(f"{vid}.mp4") for vid in VIDEO_IDS] + [server.url("missing.mp4")]
+        fetched = _mine_ray(urls, tmp_path / "http", actors=1, fetch_concurrency=2)
     assert (fetched.videos_ok, fetched.videos_failed) == (3, 1)
     assert [(f["stage"], f["error_type"]) for f in fetched.failures] == [("download", "http_404")]
-    assert http_server.slow_max_in_flight == 2
+    assert server.state["max_in_flight"] == 2
     local = _mine_ray([videos[vid] for vid in VIDEO_IDS], tmp_path / "local", actors=1)
     assert local.videos_ok == 3
     a, b = _sorted(read_frames(str(tmp_path / "local"))), _sorted(read_frames(str(tmp_path / "http")))
